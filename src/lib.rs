@@ -1,0 +1,15 @@
+//! capig: a self-hosted Conversions API Gateway.
+//!
+//! Browser copies of Meta Pixel events come in (WebSocket, HTTPS), and backends send
+//! CAPI-shaped events to the server-to-gateway API; capig turns them into Conversions
+//! API events and delivers them to the Graph API without losing any.
+//!
+//! See `docs/ARCHITECTURE.md` for the bird's-eye view and the code map. The modules:
+//! - [`config`]: the TOML configuration, its validation and `--set` overrides;
+//! - [`event`]: the browser event model, normalization and hashing, the transform;
+//! - [`sim`]: the CAPI simulator that stands in for `graph.facebook.com`.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod event;
+pub mod sim;

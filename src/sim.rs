@@ -1,0 +1,1 @@
+//! The CAPI simulator (being written).
