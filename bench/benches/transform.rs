@@ -1,1 +1,124 @@
-fn main() {}
+//! Criterion benches of the event core, each beside the ordinary baseline in the same
+//! group so that one run gives the ratio:
+//! - `parse_transform`: one ~600-byte browser event with advanced matching, parsed,
+//!   normalized, hashed and written as a CAPI event (capig), vs serde_json owned parse +
+//!   normalize + hash + serde_json serialize (ordinary);
+//! - `hash_field`: one email normalized and hashed;
+//! - `serialize`: writing an already parsed CAPI event as JSON (capig's tape writer vs
+//!   serde_json of an owned `Value`).
+//!
+//! Run: `cargo bench -p capig-bench --bench transform`.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use std::hint::black_box;
+
+use capig::event::json::write_value;
+use capig::event::normalize::{self, UserField};
+use capig::event::policy::{DedupConfig, Policies};
+use capig::event::{Context, Parser, Transformer};
+use capig_bench::{ordinary_hash_email, ordinary_transform, sample_event, CLIENT_IP, USER_AGENT};
+
+const NOW_MS: u64 = 1_700_000_000_000;
+
+fn ctx() -> Context<'static> {
+    Context { now_ms: NOW_MS, client_ip: Some(CLIENT_IP), user_agent: Some(USER_AGENT), ..Context::default() }
+}
+
+/// 1,000 distinct events, so dedup sees new ids and the caches see realistic variety.
+fn events() -> Vec<Vec<u8>> {
+    (0..1000).map(|i| sample_event(i).into_bytes()).collect()
+}
+
+fn parse_transform(c: &mut Criterion) {
+    let events = events();
+    let mut g = c.benchmark_group("parse_transform");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("capig", |b| {
+        // A window of 0 keeps the dedup bookkeeping in the measurement without refusing
+        // the fixture's repeating ids.
+        let dedup = DedupConfig { window_secs: 0, capacity: 100_000 };
+        let mut t = Transformer::new(Policies::allow_all(dedup));
+        let mut parser = Parser::default();
+        let mut out = Vec::with_capacity(64 * 1024);
+        let mut scratch = Vec::with_capacity(1024);
+        let mut i = 0;
+        b.iter(|| {
+            let body = &events[i % events.len()];
+            i += 1;
+            scratch.clear();
+            scratch.extend_from_slice(body);
+            if out.len() > 60 * 1024 {
+                out.clear();
+            }
+            let r = parser.parse(&mut scratch, |v| t.transform(v, &ctx(), &mut out).is_ok());
+            black_box(r.unwrap())
+        })
+    });
+    g.bench_function("ordinary_serde", |b| {
+        let mut out = Vec::with_capacity(64 * 1024);
+        let mut i = 0;
+        b.iter(|| {
+            let body = &events[i % events.len()];
+            i += 1;
+            if out.len() > 60 * 1024 {
+                out.clear();
+            }
+            black_box(ordinary_transform(body, NOW_MS / 1000, &mut out).is_ok())
+        })
+    });
+    g.finish();
+}
+
+fn hash_field(c: &mut Criterion) {
+    let mut g = c.benchmark_group("hash_field");
+    g.throughput(Throughput::Elements(1));
+    let email = " John_Smith@gmail.com ";
+    g.bench_function("capig_em", |b| {
+        let mut scratch = String::with_capacity(128);
+        b.iter(|| black_box(normalize::hash(UserField::Em, black_box(email), &mut scratch).unwrap()))
+    });
+    g.bench_function("ordinary_em", |b| b.iter(|| black_box(ordinary_hash_email(black_box(email)))));
+    let phone = "+1 (650) 555-1212";
+    g.bench_function("capig_ph", |b| {
+        let mut scratch = String::with_capacity(128);
+        b.iter(|| black_box(normalize::hash(UserField::Ph, black_box(phone), &mut scratch).unwrap()))
+    });
+    g.finish();
+}
+
+fn serialize(c: &mut Criterion) {
+    // The same CAPI event, already in memory, written out as JSON: capig's writer walking
+    // a parsed tape (how custom properties and passthrough keys are forwarded) vs
+    // serde_json serializing an owned `Value`.
+    let mut capi = Vec::new();
+    ordinary_transform(sample_event(1).as_bytes(), NOW_MS / 1000, &mut capi).unwrap();
+    let value: serde_json::Value = serde_json::from_slice(&capi).unwrap();
+    let mut g = c.benchmark_group("serialize");
+    g.throughput(Throughput::Elements(1));
+    let mut parser = Parser::default();
+    let mut buf = capi.clone();
+    parser
+        .parse(&mut buf, |v| {
+            g.bench_function("capig_write", |b| {
+                let mut out = Vec::with_capacity(2048);
+                b.iter(|| {
+                    out.clear();
+                    write_value(&mut out, black_box(v));
+                    black_box(out.len())
+                })
+            });
+        })
+        .unwrap();
+    g.bench_function("ordinary_serde_write", |b| {
+        let mut out = Vec::with_capacity(2048);
+        b.iter(|| {
+            out.clear();
+            serde_json::to_writer(&mut out, black_box(&value)).unwrap();
+            black_box(out.len())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, parse_transform, hash_field, serialize);
+criterion_main!(benches);

@@ -71,6 +71,14 @@ pub fn fbclid_from_url(url: &str) -> Option<&str> {
         .filter(|v| is_valid_fbclid(v))
 }
 
+/// The value of cookie `name` in a `Cookie` header (`a=b; c=d`), if present.
+pub fn cookie<'h>(header: &'h str, name: &str) -> Option<&'h str> {
+    header.split(';').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k.trim() == name).then(|| v.trim().trim_matches('"'))
+    })
+}
+
 /// Writes `fb.1.{now_ms}.{fbclid}`, the `fbc` Meta asks for when only the click id is
 /// known (reference §3.2; subdomain index 1 when no cookie was set).
 pub fn write_fbc(out: &mut Vec<u8>, now_ms: u64, fbclid: &str) {

@@ -58,3 +58,13 @@ fn builds_fbc_from_fbclid() {
     assert_eq!(format_u64(0, &mut buf), b"0");
     assert_eq!(format_u64(u64::MAX, &mut buf), b"18446744073709551615");
 }
+
+#[test]
+fn cookies_in_headers() {
+    let h = "_ga=GA1.2; _fbp=fb.1.1596403881668.1116446470;_fbc=\"fb.1.1554763741205.AbC\"; x=1";
+    assert_eq!(cookie(h, "_fbp"), Some("fb.1.1596403881668.1116446470"));
+    assert_eq!(cookie(h, "_fbc"), Some("fb.1.1554763741205.AbC"));
+    assert_eq!(cookie(h, "_fb"), None);
+    assert_eq!(cookie("", "_fbp"), None);
+    assert_eq!(cookie("garbage", "_fbp"), None);
+}

@@ -1,0 +1,335 @@
+//! JSON in and out without allocation: walking a simd-json tape, and writing JSON text.
+//!
+//! Input side: simd-json parses a request body *in place* into a [`Tape`]: a flat list of
+//! [`Node`]s whose strings borrow the (unescaped in place) input buffer. A JSON value is a
+//! slice of that tape starting at its header node; [`Val`] wraps such a slice and
+//! [`Val::entries`] walks an object's key/value pairs in document order (so duplicate keys
+//! are visible, unlike a map). [`Parser`] keeps simd-json's scratch buffers and the tape's
+//! allocation from one body to the next, so steady-state parsing allocates nothing.
+//!
+//! Output side: [`write_str`] and friends append JSON text to a `Vec<u8>` (the batch
+//! buffer), escaping as RFC 8259 requires; [`write_value`] re-serializes a tape value
+//! (custom keys of `custom_data` are forwarded as they came).
+
+use simd_json::{Buffers, Node, StaticNode, Tape};
+
+/// The deepest nesting a body may have. Real pixel events nest three levels
+/// (`event` → `custom_data` → `contents[]` → item); anything much deeper is hostile.
+pub const MAX_DEPTH: usize = 16;
+
+/// A parse failure of a whole body, with a message that says what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the body is not valid JSON: {detail}; send one JSON object or an array of objects, UTF-8 encoded")]
+pub struct JsonError {
+    /// simd-json's description, e.g. the byte offset of the problem (never input content).
+    pub detail: String,
+}
+
+/// A reusable in-place JSON parser (one per core / per connection driver).
+pub struct Parser {
+    buffers: Buffers,
+    tape: Option<Tape<'static>>,
+}
+
+impl Default for Parser {
+    fn default() -> Self {
+        Parser { buffers: Buffers::with_max_depth(4096, MAX_DEPTH), tape: Some(Tape::null().reset()) }
+    }
+}
+
+impl Parser {
+    /// Parses `input` in place (strings are unescaped inside it) and calls `f` with the
+    /// root value. The tape's allocation is kept for the next call.
+    pub fn parse<R>(
+        &mut self,
+        input: &mut [u8],
+        f: impl for<'t, 'a> FnOnce(Val<'t, 'a>) -> R,
+    ) -> Result<R, JsonError> {
+        if input.iter().all(u8::is_ascii_whitespace) {
+            return Err(JsonError { detail: "the body is empty".into() });
+        }
+        let mut tape: Tape<'_> = self.tape.take().unwrap_or_else(|| Tape::null().reset()).reset();
+        let parsed = simd_json::fill_tape(input, &mut self.buffers, &mut tape);
+        let result = match parsed {
+            Ok(()) => Ok(f(Val(&tape.0))),
+            Err(e) => Err(JsonError { detail: describe(&e) }),
+        };
+        self.tape = Some(tape.reset());
+        result
+    }
+}
+
+fn describe(e: &simd_json::Error) -> String {
+    use simd_json::ErrorType as T;
+    match e.error() {
+        T::InvalidUtf8 => "it is not valid UTF-8".into(),
+        T::Eof => "it ends in the middle of a value".into(),
+        T::TrailingData => "there is data after the JSON value".into(),
+        T::InvalidNumber | T::InvalidExponent => {
+            format!("a number near byte {} is invalid (NaN and Infinity are not JSON)", e.index())
+        }
+        T::DepthLimitExceeded => format!("it is nested deeper than {MAX_DEPTH} levels"),
+        other => format!("{other:?} near byte {}", e.index()),
+    }
+}
+
+/// One JSON value: a tape slice starting at its header node.
+#[derive(Clone, Copy)]
+pub struct Val<'t, 'a>(pub &'t [Node<'a>]);
+
+impl<'t, 'a> Val<'t, 'a> {
+    fn head(&self) -> &'t Node<'a> {
+        &self.0[0]
+    }
+
+    /// The string, if this is a string.
+    pub fn as_str(&self) -> Option<&'a str> {
+        match *self.head() {
+            Node::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The number, if this is a number.
+    pub fn as_number(&self) -> Option<Number> {
+        match *self.head() {
+            Node::Static(StaticNode::I64(n)) => Some(Number::I(n)),
+            Node::Static(StaticNode::U64(n)) => Some(Number::U(n)),
+            Node::Static(StaticNode::F64(n)) => Some(Number::F(n)),
+            _ => None,
+        }
+    }
+
+    /// The boolean, if this is one.
+    pub fn as_bool(&self) -> Option<bool> {
+        match *self.head() {
+            Node::Static(StaticNode::Bool(b)) => Some(b),
+            _ => None,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self.head(), Node::Static(StaticNode::Null))
+    }
+
+    pub fn is_object(&self) -> bool {
+        matches!(self.head(), Node::Object { .. })
+    }
+
+    /// The key/value pairs of an object in document order; `None` if not an object.
+    pub fn entries(&self) -> Option<Entries<'t, 'a>> {
+        match *self.head() {
+            Node::Object { len, count } => Some(Entries { rest: &self.0[1..=count], left: len }),
+            _ => None,
+        }
+    }
+
+    /// The elements of an array; `None` if not an array.
+    pub fn elements(&self) -> Option<Elements<'t, 'a>> {
+        match *self.head() {
+            Node::Array { len, count } => Some(Elements { rest: &self.0[1..=count], left: len }),
+            _ => None,
+        }
+    }
+
+    /// Number of elements (array) or entries (object); 0 for scalars.
+    pub fn len(&self) -> usize {
+        match *self.head() {
+            Node::Array { len, .. } | Node::Object { len, .. } => len,
+            _ => 0,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A short name of the JSON type, for error messages.
+    pub fn type_name(&self) -> &'static str {
+        match self.head() {
+            Node::String(_) => "a string",
+            Node::Object { .. } => "an object",
+            Node::Array { .. } => "an array",
+            Node::Static(StaticNode::Bool(_)) => "a boolean",
+            Node::Static(StaticNode::Null) => "null",
+            Node::Static(_) => "a number",
+        }
+    }
+}
+
+/// A JSON number as simd-json read it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Number {
+    I(i64),
+    U(u64),
+    F(f64),
+}
+
+impl Number {
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Number::I(n) => n as f64,
+            Number::U(n) => n as f64,
+            Number::F(n) => n,
+        }
+    }
+
+    /// The value as a non-negative integer, if it is one exactly.
+    pub fn as_u64(self) -> Option<u64> {
+        match self {
+            Number::I(n) => u64::try_from(n).ok(),
+            Number::U(n) => Some(n),
+            Number::F(f) if f >= 0.0 && f.fract() == 0.0 && f < 1.8e19 => Some(f as u64),
+            Number::F(_) => None,
+        }
+    }
+}
+
+fn node_len(node: &Node<'_>) -> usize {
+    match *node {
+        Node::Object { count, .. } | Node::Array { count, .. } => count + 1,
+        _ => 1,
+    }
+}
+
+/// Iterator over an object's entries.
+pub struct Entries<'t, 'a> {
+    rest: &'t [Node<'a>],
+    left: usize,
+}
+
+impl<'t, 'a> Iterator for Entries<'t, 'a> {
+    type Item = (&'a str, Val<'t, 'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let (key, tail) = self.rest.split_first()?;
+        let Node::String(key) = *key else { return None };
+        let (value, rest) = tail.split_at(node_len(tail.first()?));
+        self.rest = rest;
+        Some((key, Val(value)))
+    }
+}
+
+/// Iterator over an array's elements.
+pub struct Elements<'t, 'a> {
+    rest: &'t [Node<'a>],
+    left: usize,
+}
+
+impl<'t, 'a> Iterator for Elements<'t, 'a> {
+    type Item = Val<'t, 'a>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let (value, rest) = self.rest.split_at(node_len(self.rest.first()?));
+        self.rest = rest;
+        Some(Val(value))
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// Appends `"key":` (the key must not need escaping: capig's own field names).
+pub fn write_key(out: &mut Vec<u8>, key: &str) {
+    out.push(b'"');
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+/// Appends an unsigned integer.
+pub fn write_u64(out: &mut Vec<u8>, n: u64) {
+    let mut buf = [0u8; 20];
+    out.extend_from_slice(super::ids::format_u64(n, &mut buf));
+}
+
+/// Appends a number. Floats use Rust's shortest round-trip form, which is valid JSON
+/// for finite values (simd-json never yields NaN or infinity).
+pub fn write_number(out: &mut Vec<u8>, n: Number) {
+    match n {
+        Number::U(n) => write_u64(out, n),
+        Number::I(n) if n >= 0 => write_u64(out, n as u64),
+        Number::I(n) => {
+            out.push(b'-');
+            write_u64(out, n.unsigned_abs());
+        }
+        Number::F(f) if f.fract() == 0.0 && f.abs() < 1e15 => {
+            if f < 0.0 {
+                out.push(b'-');
+            }
+            write_u64(out, f.abs() as u64)
+        }
+        Number::F(f) => {
+            use std::io::Write as _;
+            // Writing into a Vec cannot fail.
+            let _ = write!(out, "{f}");
+        }
+    }
+}
+
+/// Re-serializes a tape value as compact JSON.
+pub fn write_value(out: &mut Vec<u8>, v: Val<'_, '_>) {
+    match *v.head() {
+        Node::String(s) => write_str(out, s),
+        Node::Static(StaticNode::Null) => out.extend_from_slice(b"null"),
+        Node::Static(StaticNode::Bool(b)) => out.extend_from_slice(if b { b"true" } else { b"false" }),
+        Node::Static(_) => write_number(out, v.as_number().unwrap_or(Number::U(0))),
+        Node::Object { .. } => {
+            out.push(b'{');
+            for (i, (k, val)) in v.entries().into_iter().flatten().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(out, k);
+                out.push(b':');
+                write_value(out, val);
+            }
+            out.push(b'}');
+        }
+        Node::Array { .. } => {
+            out.push(b'[');
+            for (i, val) in v.elements().into_iter().flatten().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, val);
+            }
+            out.push(b']');
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,235 @@
+//! Why an event was not forwarded, and why a field was dropped from one: stable reason
+//! labels (for counters and the `capig transform` output) and messages that tell the
+//! sender what to do.
+//!
+//! Design constraint: a [`Rejection`] is `Copy` and holds only `&'static str` details and
+//! numbers, never a value from the event, so it can go to logs, metrics and the live tap
+//! without carrying personal data.
+
+/// Why a whole event is not forwarded to Meta.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The element is not a JSON object.
+    NotAnObject,
+    /// The same key appears twice in one object.
+    DuplicateKey,
+    /// A field has the wrong JSON type or an impossible value.
+    InvalidField,
+    /// A required field is missing.
+    MissingField,
+    /// A string is longer than capig accepts.
+    FieldTooLong,
+    /// `event_time` is more than 7 days in the past (Meta rejects the whole batch).
+    EventTooOld,
+    /// `event_time` is more than a minute in the future.
+    EventInFuture,
+    /// `custom_data` breaks Meta's rules (value, currency, contents, content_ids).
+    InvalidCustomData,
+    /// `data_processing_options` and friends break Meta's rules.
+    InvalidDataProcessingOptions,
+    /// The pixel is not configured on this gateway.
+    UnknownPixel,
+    /// The pixel is configured but disabled.
+    PixelDisabled,
+    /// The page's host is not one of the pixel's domains.
+    DomainNotAllowed,
+    /// The event name is blocked for this pixel.
+    EventBlocked,
+    /// The browser revoked consent.
+    ConsentRevoked,
+    /// The same `event_name` + `event_id` was forwarded recently.
+    Duplicate,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 15] = [
+        Reason::NotAnObject,
+        Reason::DuplicateKey,
+        Reason::InvalidField,
+        Reason::MissingField,
+        Reason::FieldTooLong,
+        Reason::EventTooOld,
+        Reason::EventInFuture,
+        Reason::InvalidCustomData,
+        Reason::InvalidDataProcessingOptions,
+        Reason::UnknownPixel,
+        Reason::PixelDisabled,
+        Reason::DomainNotAllowed,
+        Reason::EventBlocked,
+        Reason::ConsentRevoked,
+        Reason::Duplicate,
+    ];
+
+    /// The stable snake_case label (counters, `capig transform` output, metrics).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::NotAnObject => "not_an_object",
+            Reason::DuplicateKey => "duplicate_key",
+            Reason::InvalidField => "invalid_field",
+            Reason::MissingField => "missing_field",
+            Reason::FieldTooLong => "field_too_long",
+            Reason::EventTooOld => "event_too_old",
+            Reason::EventInFuture => "event_in_future",
+            Reason::InvalidCustomData => "invalid_custom_data",
+            Reason::InvalidDataProcessingOptions => "invalid_data_processing_options",
+            Reason::UnknownPixel => "unknown_pixel",
+            Reason::PixelDisabled => "pixel_disabled",
+            Reason::DomainNotAllowed => "domain_not_allowed",
+            Reason::EventBlocked => "event_blocked",
+            Reason::ConsentRevoked => "consent_revoked",
+            Reason::Duplicate => "duplicate",
+        }
+    }
+
+    /// Whether the event was fine but a rule of this gateway's configuration (or a
+    /// recent identical event) kept it back, as opposed to the event being malformed.
+    pub const fn is_policy(self) -> bool {
+        matches!(
+            self,
+            Reason::UnknownPixel
+                | Reason::PixelDisabled
+                | Reason::DomainNotAllowed
+                | Reason::EventBlocked
+                | Reason::ConsentRevoked
+                | Reason::Duplicate
+        )
+    }
+
+    fn index(self) -> usize {
+        Reason::ALL.iter().position(|r| *r == self).unwrap_or(0)
+    }
+}
+
+/// A rejected event: the reason, the field it is about, and what to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub reason: Reason,
+    /// The field concerned (`"event_time"`, `"custom_data.currency"`), or `""`.
+    pub field: &'static str,
+    /// What is wrong and what to do, without any value from the event.
+    pub detail: &'static str,
+    /// A number that makes the message precise (an age in seconds, a limit), or 0.
+    pub number: u64,
+}
+
+impl Rejection {
+    pub const fn new(reason: Reason, field: &'static str, detail: &'static str) -> Self {
+        Rejection { reason, field, detail, number: 0 }
+    }
+
+    pub const fn with_number(mut self, n: u64) -> Self {
+        self.number = n;
+        self
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.field.is_empty() {
+            write!(f, "{}: ", self.field)?;
+        }
+        f.write_str(self.detail)?;
+        if self.number != 0 {
+            write!(f, " ({})", self.number)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a single field was left out of an otherwise forwarded event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dropped {
+    /// A hashed `user_data` field could not be normalized (index into `UserField::ALL`).
+    UserField(crate::event::normalize::UserField),
+    /// `fbp` is not `fb.{index}.{ms}.{random}`.
+    MalformedFbp,
+    /// `fbc` is not `fb.{index}.{ms}.{fbclid}`.
+    MalformedFbc,
+    /// `client_ip_address` is not an IP address.
+    InvalidClientIp,
+    /// A key capig does not know (in the event or its `user_data`); not forwarded.
+    UnknownKey,
+}
+
+impl Dropped {
+    pub const COUNT: usize = 11 + 4;
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dropped::UserField(f) => match f {
+                crate::event::normalize::UserField::Em => "invalid_em",
+                crate::event::normalize::UserField::Ph => "invalid_ph",
+                crate::event::normalize::UserField::Fn => "invalid_fn",
+                crate::event::normalize::UserField::Ln => "invalid_ln",
+                crate::event::normalize::UserField::Db => "invalid_db",
+                crate::event::normalize::UserField::Ge => "invalid_ge",
+                crate::event::normalize::UserField::Ct => "invalid_ct",
+                crate::event::normalize::UserField::St => "invalid_st",
+                crate::event::normalize::UserField::Zp => "invalid_zp",
+                crate::event::normalize::UserField::Country => "invalid_country",
+                crate::event::normalize::UserField::ExternalId => "invalid_external_id",
+            },
+            Dropped::MalformedFbp => "malformed_fbp",
+            Dropped::MalformedFbc => "malformed_fbc",
+            Dropped::InvalidClientIp => "invalid_client_ip",
+            Dropped::UnknownKey => "unknown_key",
+        }
+    }
+
+    fn index(self) -> usize {
+        use crate::event::normalize::UserField;
+        match self {
+            Dropped::UserField(f) => UserField::ALL.iter().position(|x| *x == f).unwrap_or(0),
+            Dropped::MalformedFbp => 11,
+            Dropped::MalformedFbc => 12,
+            Dropped::InvalidClientIp => 13,
+            Dropped::UnknownKey => 14,
+        }
+    }
+
+    /// Every kind, in counter order.
+    pub fn all() -> impl Iterator<Item = Dropped> {
+        use crate::event::normalize::UserField;
+        UserField::ALL.into_iter().map(Dropped::UserField).chain([
+            Dropped::MalformedFbp,
+            Dropped::MalformedFbc,
+            Dropped::InvalidClientIp,
+            Dropped::UnknownKey,
+        ])
+    }
+}
+
+/// Counters kept by one transformer (one per core: plain integers, no atomics; the
+/// owner publishes them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub accepted: u64,
+    pub built_fbc: u64,
+    rejected: [u64; Reason::ALL.len()],
+    dropped: [u64; Dropped::COUNT],
+}
+
+impl Counters {
+    pub fn reject(&mut self, reason: Reason) {
+        self.rejected[reason.index()] += 1;
+    }
+
+    pub fn drop_field(&mut self, what: Dropped) {
+        self.dropped[what.index()] += 1;
+    }
+
+    pub fn rejected(&self, reason: Reason) -> u64 {
+        self.rejected[reason.index()]
+    }
+
+    pub fn dropped(&self, what: Dropped) -> u64 {
+        self.dropped[what.index()]
+    }
+
+    /// All non-zero counters as (label, count), rejections first.
+    pub fn nonzero(&self) -> Vec<(&'static str, u64)> {
+        let rejected = Reason::ALL.iter().map(|r| (r.as_str(), self.rejected(*r)));
+        let dropped = Dropped::all().map(|d| (d.as_str(), self.dropped(d)));
+        rejected.chain(dropped).filter(|(_, n)| *n > 0).collect()
+    }
+}
