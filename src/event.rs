@@ -15,7 +15,7 @@ pub mod json;
 pub mod normalize;
 pub mod policy;
 pub mod reject;
-
+pub mod transform;
 
 pub use json::Parser;
-
+pub use transform::{Accepted, Context, Transformer};

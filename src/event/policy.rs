@@ -86,6 +86,10 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
 }
 
+/// The pixel is not configured on this gateway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownPixel;
+
 /// How big the dedup window is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DedupConfig {
@@ -189,11 +193,11 @@ impl Policies {
         Policies { configured: None, dedup_config: dedup, windows: HashMap::new(), keys: Default::default() }
     }
 
-    /// The policy of `id`: `Err(())` when the pixel is unknown.
-    pub fn lookup(&self, id: PixelId) -> Result<Option<&PixelPolicy>, ()> {
+    /// The policy of `id`: `Ok(None)` when no pixels are configured (all allowed).
+    pub fn lookup(&self, id: PixelId) -> Result<Option<&PixelPolicy>, UnknownPixel> {
         match &self.configured {
             None => Ok(None),
-            Some(map) => map.get(&id).map(Some).ok_or(()),
+            Some(map) => map.get(&id).map(Some).ok_or(UnknownPixel),
         }
     }
 

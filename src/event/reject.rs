@@ -156,19 +156,8 @@ impl Dropped {
 
     pub fn as_str(self) -> &'static str {
         match self {
-            Dropped::UserField(f) => match f {
-                crate::event::normalize::UserField::Em => "invalid_em",
-                crate::event::normalize::UserField::Ph => "invalid_ph",
-                crate::event::normalize::UserField::Fn => "invalid_fn",
-                crate::event::normalize::UserField::Ln => "invalid_ln",
-                crate::event::normalize::UserField::Db => "invalid_db",
-                crate::event::normalize::UserField::Ge => "invalid_ge",
-                crate::event::normalize::UserField::Ct => "invalid_ct",
-                crate::event::normalize::UserField::St => "invalid_st",
-                crate::event::normalize::UserField::Zp => "invalid_zp",
-                crate::event::normalize::UserField::Country => "invalid_country",
-                crate::event::normalize::UserField::ExternalId => "invalid_external_id",
-            },
+            // The same label normalize uses for its own errors (`invalid_<key>`).
+            Dropped::UserField(field) => field.invalid_reason(),
             Dropped::MalformedFbp => "malformed_fbp",
             Dropped::MalformedFbc => "malformed_fbc",
             Dropped::InvalidClientIp => "invalid_client_ip",

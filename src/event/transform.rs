@@ -154,7 +154,7 @@ impl Transformer {
         let policy = self
             .policies
             .lookup(pixel_id)
-            .map_err(|()| Rejection::new(Reason::UnknownPixel, "pixel_id", "is not configured on this gateway; add it under [[pixels]]"))?;
+            .map_err(|_| Rejection::new(Reason::UnknownPixel, "pixel_id", "is not configured on this gateway; add it under [[pixels]]"))?;
         if let Some(p) = policy {
             if !p.enabled {
                 return Err(Rejection::new(Reason::PixelDisabled, "pixel_id", "is disabled in the configuration"));
@@ -527,11 +527,11 @@ fn event_time(v: Option<Val<'_, '_>>, now_secs: u64) -> Result<u64, Rejection> {
         return Err(BAD);
     }
     let secs = if f >= 1e11 { (f / 1000.0) as u64 } else { f as u64 };
-    if secs + MAX_AGE_SECS < now_secs {
+    if secs.saturating_add(MAX_AGE_SECS) < now_secs {
         return Err(Rejection::new(Reason::EventTooOld, "event_time", "is more than 7 days old; Meta refuses such events (seconds too old)")
             .with_number(now_secs - secs - MAX_AGE_SECS));
     }
-    if secs > now_secs + MAX_FUTURE_SECS {
+    if secs > now_secs.saturating_add(MAX_FUTURE_SECS) {
         return Err(Rejection::new(Reason::EventInFuture, "event_time", "is more than a minute in the future; check the sender's clock (seconds ahead)")
             .with_number(secs - now_secs));
     }

@@ -85,7 +85,7 @@ fn policies_lookup() {
     let pixel = PixelPolicy { id: 7, enabled: true, domains: vec!["shop.example".into()], blocked_events: vec!["Lead".into()] };
     let p = Policies::configured([pixel.clone()], DedupConfig::default());
     assert_eq!(p.lookup(7), Ok(Some(&pixel)));
-    assert_eq!(p.lookup(8), Err(()));
+    assert_eq!(p.lookup(8), Err(UnknownPixel));
     assert!(pixel.allows_host("www.shop.example"));
     assert!(!pixel.allows_host("other.example"));
     assert!(pixel.blocks_event("Lead"));

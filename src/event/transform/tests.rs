@@ -345,8 +345,8 @@ fn hostile_inputs_never_panic() {
     let long = "x".repeat(100_000);
     let inputs = [
         json!({"pixel_id": "1", "event_name": "A", "event_source_url": format!("https://a.example/{long}")}),
-        json!({"pixel_id": "1", "event_name": "A", "event_source_url": URL, "user_data": {"em": long, "fn": "\u{202e}\u{0301}😀", "ct": ["\u{0}"; 16]}}),
-        json!({"pixel_id": "1", "event_name": "A", "event_source_url": URL, "user_data": {"em": ["a@b.co"; 17]}}),
+        json!({"pixel_id": "1", "event_name": "A", "event_source_url": URL, "user_data": {"em": long, "fn": "\u{202e}\u{0301}😀", "ct": vec!["\u{0}"; 16]}}),
+        json!({"pixel_id": "1", "event_name": "A", "event_source_url": URL, "user_data": {"em": vec!["a@b.co"; 17]}}),
         json!({"pixel_id": "1", "event_name": "A", "event_source_url": URL, "user_data": [1]}),
         json!({"pixel_id": "1", "event_name": "A", "event_source_url": URL, "user_data": {"ph": -5, "zp": 1.5, "em": true}}),
         json!({"pixel_id": "18446744073709551616", "event_name": "A"}),
@@ -374,4 +374,50 @@ fn events_are_appended_to_a_batch_buffer() {
     let batch: Vec<Value> = serde_json::from_slice(&[b"[", &out[..], b"]"].concat()).unwrap();
     assert_eq!(batch.len(), 3);
     assert_eq!(batch[2]["event_id"], "e2");
+}
+
+/// Mutation fuzzing, deterministic: realistic events with random byte flips, truncations,
+/// insertions and splices must never panic, and anything accepted must be valid JSON.
+#[test]
+fn mutated_events_never_panic() {
+    let seeds = [
+        with(base(), json!({"user_data": {"em": "John_Smith@gmail.com", "ph": "(650)555-1212", "fbp": "fb.1.1596403881668.1116446470"}})),
+        with(base(), json!({"event_name": "Purchase", "custom_data": {"value": "1.5", "currency": "usd", "contents": [{"id": "A", "quantity": 1}]}})),
+        with(base(), json!({"data_processing_options": ["LDU"], "data_processing_options_country": 1, "consent": true, "event_time": NOW})),
+    ];
+    let alphabet = b"{}[]\":,\\0123456789.-eE truefalsnl\xff\xc3\xa9";
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut rand = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let mut t = open();
+    let mut parser = Parser::default();
+    let mut out = Vec::new();
+    for i in 0..20_000 {
+        let mut bytes = seeds[i % seeds.len()].to_string().into_bytes();
+        for _ in 0..1 + rand(4) {
+            let at = rand(bytes.len());
+            match rand(4) {
+                0 => bytes[at] = alphabet[rand(alphabet.len())],
+                1 => bytes.truncate(at),
+                2 => bytes.insert(at, alphabet[rand(alphabet.len())]),
+                _ => {
+                    let other = seeds[rand(seeds.len())].to_string().into_bytes();
+                    let from = rand(other.len());
+                    bytes.splice(at..at, other[from..].iter().copied().take(rand(40)));
+                }
+            }
+            if bytes.is_empty() {
+                break;
+            }
+        }
+        out.clear();
+        let accepted = parser.parse(&mut bytes, |v| t.transform(v, &ctx(), &mut out).is_ok()).unwrap_or(false);
+        if accepted {
+            serde_json::from_slice::<Value>(&out).unwrap_or_else(|e| panic!("accepted output is not JSON ({e}): {}", String::from_utf8_lossy(&out)));
+        }
+    }
 }
