@@ -1,1 +1,225 @@
-fn main() {}
+//! The `capig` command: the gateway's tools and servers.
+//!
+//! Subcommands (names are stable; DESIGN.md lists them):
+//! - `capig transform`: browser events on stdin → the CAPI events capig would send;
+//! - `capig normalize FIELD VALUE`: one `user_data` value normalized and hashed;
+//! - `capig check-config --config FILE`: validate a configuration;
+//! - `capig sim`: the CAPI simulator (stands in for graph.facebook.com).
+
+use std::io::{BufRead, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _, Result};
+use capig::event::json::{write_str, Parser, Val};
+use capig::event::normalize::{self, UserField};
+use capig::event::policy::{parse_pixel_id, DedupConfig, Policies};
+use capig::event::{ids, Context, Transformer};
+use clap::{Parser as ClapParser, Subcommand};
+
+#[derive(ClapParser)]
+#[command(name = "capig", version, about = "Self-hosted Conversions API Gateway for the Meta Pixel")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read browser events (one JSON object or array per line) on stdin and print, one per
+    /// line, the CAPI event capig would send, or {"rejected":…,"reason":…,"message":…}.
+    Transform(TransformArgs),
+    /// Print the normalized value and its SHA-256 for one user_data field
+    /// (em, ph, fn, ln, db, ge, ct, st, zp, country, external_id).
+    Normalize {
+        /// The user_data key, e.g. em.
+        field: String,
+        /// The raw value, e.g. " John_Smith@gmail.com ".
+        value: String,
+    },
+    /// Validate a configuration file and print every problem with its location.
+    CheckConfig(ConfigArgs),
+    /// Run the CAPI simulator: an HTTP server that answers like the Graph API's
+    /// POST /{version}/{pixel_id}/events.
+    Sim(capig::sim::SimArgs),
+}
+
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// The configuration file.
+    #[arg(long, default_value = capig::config::DEFAULT_PATH)]
+    config: PathBuf,
+    /// Override one setting, e.g. --set listeners.0.addr=127.0.0.1:8443 (repeatable).
+    #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+    sets: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct TransformArgs {
+    /// Apply this configuration's pixel policy (without it every pixel is allowed).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override one setting of --config (repeatable).
+    #[arg(long = "set", value_name = "KEY.PATH=VALUE", requires = "config")]
+    sets: Vec<String>,
+    /// The pixel for events that carry no pixel_id (as the server API's URL would).
+    #[arg(long)]
+    pixel: Option<String>,
+    /// The client IP the request came from.
+    #[arg(long)]
+    client_ip: Option<String>,
+    /// The request's User-Agent.
+    #[arg(long)]
+    user_agent: Option<String>,
+    /// The request's Cookie header, e.g. '_fbp=fb.1.1596403881668.1116446470; _fbc=…'.
+    #[arg(long)]
+    cookie: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Transform(args) => transform(args),
+        Command::Normalize { field, value } => normalize_cmd(&field, &value),
+        Command::CheckConfig(args) => check_config(args),
+        Command::Sim(args) => capig::sim::run(args).map(|()| ExitCode::SUCCESS).map_err(Into::into),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("capig: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn normalize_cmd(field: &str, value: &str) -> Result<ExitCode> {
+    let Some(f) = UserField::from_key(field) else {
+        let keys: Vec<_> = UserField::ALL.iter().map(|f| f.key()).collect();
+        bail!("unknown field {field:?}: use one of {}", keys.join(", "));
+    };
+    let mut scratch = String::new();
+    match normalize::hash(f, value, &mut scratch) {
+        Ok(None) => {
+            eprintln!("capig: the value is empty after normalization; capig leaves the field out");
+            Ok(ExitCode::FAILURE)
+        }
+        Ok(Some(h)) if h.is_passthrough() => {
+            println!("{}", h.as_str());
+            println!("{}", h.as_str());
+            eprintln!("capig: the value is already a SHA-256 hash; it is passed through (lowercased)");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Some(h)) => {
+            let normalized = normalize::normalize(f, value, &mut scratch)?.unwrap_or_default();
+            println!("{normalized}");
+            println!("{}", h.as_str());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("capig: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn check_config(args: ConfigArgs) -> Result<ExitCode> {
+    let (report, ok) = capig::config::check_config_report(&args.config, &args.sets);
+    if ok {
+        print!("{report}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprint!("{report}");
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn transform(args: TransformArgs) -> Result<ExitCode> {
+    let policies = match &args.config {
+        Some(path) => {
+            let config = capig::config::Config::load(path, &args.sets).map_err(|e| anyhow::anyhow!("{e}"))?;
+            config.policies()
+        }
+        None => Policies::allow_all(DedupConfig::default()),
+    };
+    let pixel_id = match &args.pixel {
+        None => None,
+        Some(p) => Some(parse_pixel_id(p).with_context(|| format!("--pixel {p:?} is not a pixel id (digits)"))?),
+    };
+    let cookie = args.cookie.as_deref().unwrap_or("");
+    let mut transformer = Transformer::new(policies);
+    let mut parser = Parser::default();
+    let stdin = std::io::stdin().lock();
+    let mut stdout = BufWriter::new(std::io::stdout().lock());
+    let mut out = Vec::with_capacity(4096);
+    let mut rejected = 0u64;
+    for line in stdin.split(b'\n') {
+        let mut line = line.context("reading stdin")?;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let ctx = Context {
+            now_ms: now_ms(),
+            pixel_id,
+            client_ip: args.client_ip.as_deref(),
+            user_agent: args.user_agent.as_deref(),
+            cookie_fbp: ids::cookie(cookie, "_fbp"),
+            cookie_fbc: ids::cookie(cookie, "_fbc"),
+        };
+        out.clear();
+        let parsed = parser.parse(&mut line, |root| {
+            let mut rejected = 0;
+            let mut one = |v: Val<'_, '_>, out: &mut Vec<u8>| {
+                match transformer.transform(v, &ctx, out) {
+                    Ok(_) => {}
+                    Err(r) => {
+                        rejected += 1;
+                        let id = v.entries().and_then(|mut e| e.find(|(k, _)| *k == "event_id")).and_then(|(_, v)| v.as_str());
+                        out.extend_from_slice(b"{\"rejected\":");
+                        match id {
+                            Some(id) => write_str(out, id),
+                            None => out.extend_from_slice(b"null"),
+                        }
+                        out.extend_from_slice(b",\"reason\":");
+                        write_str(out, r.reason.as_str());
+                        out.extend_from_slice(b",\"message\":");
+                        write_str(out, &r.to_string());
+                        out.push(b'}');
+                    }
+                }
+                out.push(b'\n');
+            };
+            match root.elements() {
+                Some(events) => events.for_each(|v| one(v, &mut out)),
+                None => one(root, &mut out),
+            }
+            rejected
+        });
+        match parsed {
+            Ok(n) => rejected += n,
+            Err(e) => {
+                rejected += 1;
+                out.extend_from_slice(b"{\"rejected\":null,\"reason\":\"invalid_json\",\"message\":");
+                write_str(&mut out, &e.to_string());
+                out.extend_from_slice(b"}\n");
+            }
+        }
+        stdout.write_all(&out)?;
+    }
+    stdout.flush()?;
+    let c = &transformer.counters;
+    let details: Vec<String> = c.nonzero().iter().map(|(k, n)| format!("{k} {n}")).collect();
+    eprintln!(
+        "capig transform: {} forwarded, {} rejected{}{}",
+        c.accepted,
+        rejected,
+        if details.is_empty() { "" } else { "; " },
+        details.join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
+}
