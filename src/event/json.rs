@@ -234,27 +234,39 @@ impl<'t, 'a> Iterator for Elements<'t, 'a> {
     }
 }
 
-/// Appends `s` as a JSON string literal.
+/// Bytes that must be escaped inside a JSON string: controls, `"` and `\\`.
+static NEEDS_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
+/// Appends `s` as a JSON string literal. Runs of plain bytes are copied whole.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f => b"",
-            _ => continue,
-        };
+        if !NEEDS_ESCAPE[b as usize] {
+            continue;
+        }
         out.extend_from_slice(&bytes[start..i]);
-        if escape.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
-        } else {
-            out.extend_from_slice(escape);
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+            }
         }
         start = i + 1;
     }
@@ -275,8 +287,8 @@ pub fn write_u64(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(super::ids::format_u64(n, &mut buf));
 }
 
-/// Appends a number. Floats use Rust's shortest round-trip form, which is valid JSON
-/// for finite values (simd-json never yields NaN or infinity).
+/// Appends a number. Floats use the shortest round-trip form (ryu), which is valid JSON
+/// for finite values (simd-json never yields NaN or infinity; callers check strings).
 pub fn write_number(out: &mut Vec<u8>, n: Number) {
     match n {
         Number::U(n) => write_u64(out, n),
@@ -291,11 +303,14 @@ pub fn write_number(out: &mut Vec<u8>, n: Number) {
             }
             write_u64(out, f.abs() as u64)
         }
-        Number::F(f) => {
-            use std::io::Write as _;
-            // Writing into a Vec cannot fail.
-            let _ = write!(out, "{f}");
+        Number::F(f) if f.is_finite() => {
+            let mut buf = ryu::Buffer::new();
+            let text = buf.format_finite(f);
+            // ryu writes `1e300` as `1e300` and `0.1` as `0.1`: both valid JSON numbers.
+            out.extend_from_slice(text.as_bytes());
         }
+        // Not reachable from parsed JSON; `null` keeps the output valid regardless.
+        Number::F(_) => out.extend_from_slice(b"null"),
     }
 }
 
