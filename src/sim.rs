@@ -171,24 +171,27 @@ impl FromStr for TokenArg {
 }
 
 /// Why the simulator could not start or stop; each message says what to do.
+///
+/// Each message is complete in itself (the I/O or TLS error included), so the variants
+/// carry no `source`: an error chain printed by the caller would repeat it.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     #[error("cannot use --listen {addr}: {reason}; pass an IP:PORT such as 127.0.0.1:8090")]
     Address { addr: String, reason: String },
-    #[error("cannot bind {addr}: {source}; pass --listen with another address or port (port 0 picks a free one)")]
-    Bind { addr: String, source: io::Error },
+    #[error("cannot bind {addr}: {error}; pass --listen with another address or port (port 0 picks a free one)")]
+    Bind { addr: String, error: io::Error },
     #[error("--tls-cert and --tls-key go together; pass both or neither")]
     TlsIncomplete,
-    #[error("cannot read {path}: {source}; pass a readable PEM file")]
-    TlsFile { path: PathBuf, source: io::Error },
+    #[error("cannot read {path}: {error}; pass a readable PEM file")]
+    TlsFile { path: PathBuf, error: io::Error },
     #[error("{path} holds no PEM {what}; pass a PEM file with one")]
     TlsPem { path: PathBuf, what: &'static str },
     #[error(
         "the TLS certificate or key was refused: {0}; check that --tls-key belongs to --tls-cert"
     )]
-    Tls(#[from] rustls::Error),
-    #[error("cannot open the --record file {path}: {source}; pass a writable path")]
-    Record { path: PathBuf, source: io::Error },
+    Tls(rustls::Error),
+    #[error("cannot open the --record file {path}: {error}; pass a writable path")]
+    Record { path: PathBuf, error: io::Error },
     #[error("invalid fault configuration: {0}")]
     Faults(String),
     #[error("cannot start the simulator's runtime: {0}; the machine may be out of threads or file descriptors")]
@@ -212,9 +215,9 @@ impl Simulator {
             _ => return Err(SimError::TlsIncomplete),
         };
         let addr = resolve(&args.listen)?;
-        let listener = std::net::TcpListener::bind(addr).map_err(|source| SimError::Bind {
+        let listener = std::net::TcpListener::bind(addr).map_err(|error| SimError::Bind {
             addr: args.listen.clone(),
-            source,
+            error,
         })?;
         listener.set_nonblocking(true).map_err(SimError::Runtime)?;
         let local = listener.local_addr().map_err(SimError::Runtime)?;
@@ -388,9 +391,9 @@ fn open_record(path: &Path) -> Result<File, SimError> {
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|source| SimError::Record {
+        .map_err(|error| SimError::Record {
             path: path.to_owned(),
-            source,
+            error,
         })
 }
 
@@ -398,16 +401,16 @@ fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, SimError> {
     let open = |path: &Path| {
         File::open(path)
             .map(BufReader::new)
-            .map_err(|source| SimError::TlsFile {
+            .map_err(|error| SimError::TlsFile {
                 path: path.to_owned(),
-                source,
+                error,
             })
     };
     let certs = rustls_pemfile::certs(&mut open(cert)?)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| SimError::TlsFile {
+        .map_err(|error| SimError::TlsFile {
             path: cert.to_owned(),
-            source,
+            error,
         })?;
     if certs.is_empty() {
         return Err(SimError::TlsPem {
@@ -416,9 +419,9 @@ fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, SimError> {
         });
     }
     let key_der = rustls_pemfile::private_key(&mut open(key)?)
-        .map_err(|source| SimError::TlsFile {
+        .map_err(|error| SimError::TlsFile {
             path: key.to_owned(),
-            source,
+            error,
         })?
         .ok_or_else(|| SimError::TlsPem {
             path: key.to_owned(),
@@ -426,9 +429,13 @@ fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, SimError> {
         })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key_der)?;
+        .with_safe_default_protocol_versions()
+        .and_then(|builder| {
+            builder
+                .with_no_client_auth()
+                .with_single_cert(certs, key_der)
+        })
+        .map_err(SimError::Tls)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

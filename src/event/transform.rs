@@ -14,11 +14,11 @@
 //! 1. collect the fields ([`BrowserEvent::from_val`]); duplicate keys are refused;
 //! 2. pixel: from the request (server API URL) or the event; policy: unknown or disabled
 //!    pixel, blocked event name, revoked consent are refused with their reason;
-//! 3. `event_time` in seconds (milliseconds, recognizable by size, are converted; a
-//!    missing time is the receive time); older than 7 days or more than 60 s ahead is
-//!    refused, because Meta fails a whole batch for one such event;
-//! 4. `action_source` defaults to `website`; website events need `event_source_url` (whose
+//! 3. `action_source` defaults to `website`; website events need `event_source_url` (whose
 //!    host must be one of the pixel's domains) and a user agent;
+//! 4. `event_time` in seconds (milliseconds, recognizable by size, are converted; a
+//!    missing time is the receive time); older than 7 days (62 for `physical_store`) or
+//!    more than 60 s ahead is refused, because Meta fails a whole batch for one such event;
 //! 5. `user_data`: hashed fields normalized and SHA-256'd (bad ones dropped and counted);
 //!    client IP and user agent from the connection (the event's own only when the request
 //!    has none, e.g. a backend); `fbp`/`fbc` from the event or the cookies, malformed ones
@@ -38,6 +38,8 @@ use super::reject::{Counters, Dropped, Reason, Rejection};
 
 /// Meta refuses events older than this (reference §1.4).
 pub const MAX_AGE_SECS: u64 = 7 * 24 * 3600;
+/// …except `physical_store` events, which may be uploaded within 62 days.
+pub const MAX_AGE_PHYSICAL_STORE_SECS: u64 = 62 * 24 * 3600;
 /// Events further ahead than this are refused (Meta is silent; RudderStack's rule).
 pub const MAX_FUTURE_SECS: u64 = 60;
 /// Longest `event_name` accepted.
@@ -169,9 +171,6 @@ impl Transformer {
             }
         }
 
-        let now_secs = ctx.now_ms / 1000;
-        let event_time = event_time(e.event_time, now_secs)?;
-
         let action_source = match string(e.action_source, "action_source", 32)? {
             None => "website",
             Some(s) => ACTION_SOURCES
@@ -181,6 +180,9 @@ impl Transformer {
                 .ok_or(invalid("action_source", "must be one of website, app, email, phone_call, chat, physical_store, system_generated, business_messaging, other"))?,
         };
         let website = action_source == "website";
+        let now_secs = ctx.now_ms / 1000;
+        let max_age = if action_source == "physical_store" { MAX_AGE_PHYSICAL_STORE_SECS } else { MAX_AGE_SECS };
+        let event_time = event_time(e.event_time, now_secs, max_age)?;
         let source_url = string(e.event_source_url, "event_source_url", MAX_URL)?;
         let referrer_url = string(e.referrer_url, "referrer_url", MAX_URL)?;
         if let Some(url) = source_url {
@@ -514,7 +516,7 @@ fn event_id<'a>(v: Option<Val<'_, 'a>>) -> Result<Option<EventId<'a>>, Rejection
 
 /// Unix seconds of the event. Values above 10¹¹ are milliseconds (10¹¹ seconds is the
 /// year 5138), which page code sends by mistake with `Date.now()`.
-fn event_time(v: Option<Val<'_, '_>>, now_secs: u64) -> Result<u64, Rejection> {
+fn event_time(v: Option<Val<'_, '_>>, now_secs: u64, max_age: u64) -> Result<u64, Rejection> {
     const BAD: Rejection = Rejection::new(Reason::InvalidField, "event_time", "must be a Unix time in seconds, like 1700000000");
     let Some(v) = v else { return Ok(now_secs) };
     let n = match (v.as_number(), v.as_str()) {
@@ -527,9 +529,9 @@ fn event_time(v: Option<Val<'_, '_>>, now_secs: u64) -> Result<u64, Rejection> {
         return Err(BAD);
     }
     let secs = if f >= 1e11 { (f / 1000.0) as u64 } else { f as u64 };
-    if secs.saturating_add(MAX_AGE_SECS) < now_secs {
-        return Err(Rejection::new(Reason::EventTooOld, "event_time", "is more than 7 days old; Meta refuses such events (seconds too old)")
-            .with_number(now_secs - secs - MAX_AGE_SECS));
+    if secs.saturating_add(max_age) < now_secs {
+        return Err(Rejection::new(Reason::EventTooOld, "event_time", "is older than Meta accepts (7 days; 62 for physical_store) (seconds too old)")
+            .with_number(now_secs - secs - max_age));
     }
     if secs > now_secs.saturating_add(MAX_FUTURE_SECS) {
         return Err(Rejection::new(Reason::EventInFuture, "event_time", "is more than a minute in the future; check the sender's clock (seconds ahead)")

@@ -32,28 +32,13 @@ use serde_json::{Map, Value};
 use super::body::{parse_strict, CapiRequest};
 use super::graph::{GraphError, SUBCODE_INSUFFICIENT_CUSTOMER_INFO, SUBCODE_TOO_OLD};
 use crate::event::ids::{is_valid_fbc, is_valid_fbp};
+use crate::event::normalize::is_hashed_value;
 
 /// Most events in one request.
 pub const MAX_EVENTS: usize = 1000;
-/// Oldest `event_time` accepted, in seconds before now.
-pub const MAX_AGE_SECS: i64 = 7 * 24 * 3600;
-/// Oldest `event_time` accepted for `physical_store` events.
-pub const MAX_AGE_PHYSICAL_STORE_SECS: i64 = 62 * 24 * 3600;
-/// Furthest `event_time` accepted in the future, in seconds.
-pub const MAX_FUTURE_SECS: i64 = 60;
-
-/// The values of `action_source`.
-pub const ACTION_SOURCES: [&str; 9] = [
-    "email",
-    "website",
-    "app",
-    "phone_call",
-    "chat",
-    "physical_store",
-    "system_generated",
-    "business_messaging",
-    "other",
-];
+// Meta's time window and action sources: one definition, shared with the transform,
+// so that capig refuses exactly what Meta (and so the simulator) refuses.
+pub use crate::event::transform::{ACTION_SOURCES, MAX_AGE_PHYSICAL_STORE_SECS, MAX_AGE_SECS, MAX_FUTURE_SECS};
 
 /// `user_data` keys whose values must be SHA-256 hashes.
 const HASHED_KEYS: [&str; 10] = [
@@ -451,23 +436,6 @@ fn is_decimal(s: &str) -> bool {
         && int.bytes().all(|b| b.is_ascii_digit())
         && frac.bytes().all(|b| b.is_ascii_digit())
         && !(digits.contains('.') && frac.is_empty())
-}
-
-/// A SHA-256 hex digest, lowercase, with an optional param-builder appendix.
-fn is_hashed_value(s: &str) -> bool {
-    let (digest, appendix) = match s.split_once('.') {
-        Some((digest, appendix)) => (digest, Some(appendix)),
-        None => (s, None),
-    };
-    digest.len() == 64
-        && digest
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        && appendix.is_none_or(|a| {
-            !a.is_empty()
-                && a.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
 }
 
 #[cfg(test)]

@@ -191,6 +191,10 @@ fn event_time_rules() {
     for (time, want) in cases {
         check(&mut open(), with(base(), json!({"event_time": time})), &ctx(), want);
     }
+    // Store sales may be uploaded within 62 days.
+    let store = |age: u64| json!({"pixel_id": "1", "event_name": "Purchase", "action_source": "physical_store", "event_time": NOW - age, "custom_data": {"value": 1, "currency": "USD"}});
+    check(&mut open(), store(MAX_AGE_SECS + 3600), &ctx(), Want::Out(json!({"event_time": NOW - MAX_AGE_SECS - 3600})));
+    check(&mut open(), store(MAX_AGE_PHYSICAL_STORE_SECS + 1), &ctx(), Want::Rejected(Reason::EventTooOld, "event_time"));
 }
 
 #[test]

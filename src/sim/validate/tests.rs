@@ -281,12 +281,12 @@ fn event_rules() {
         ),
         (
             "exactly 7 days old",
-            with("event_time", Some(json!(NOW - MAX_AGE_SECS))),
+            with("event_time", Some(json!(NOW - MAX_AGE_SECS as i64))),
             Expect::Accepted(1),
         ),
         (
             "7 days and 1 s old",
-            with("event_time", Some(json!(NOW - MAX_AGE_SECS - 1))),
+            with("event_time", Some(json!(NOW - MAX_AGE_SECS as i64 - 1))),
             Expect::Rejected {
                 code: 100,
                 subcode: Some(2_804_003),
@@ -679,7 +679,7 @@ fn baseline_matching_rule() {
 
 #[test]
 fn all_or_nothing_names_the_first_bad_index() {
-    let old = with("event_time", Some(json!(NOW - MAX_AGE_SECS - 3600)));
+    let old = with("event_time", Some(json!(NOW - MAX_AGE_SECS as i64 - 3600)));
     let cases: Vec<(&str, Option<Value>, Expect)> = vec![
         (
             "one stale event among good ones rejects the request",
