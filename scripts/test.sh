@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of capig: installs what the tests need (Meta's Python and Node business
-# SDKs for the simulator tests), then the whole cargo workspace. `.ci/run` calls this.
+# SDKs, used as real clients of the CAPI simulator), runs each criterion bench once as a
+# smoke test, then every unit and integration test of the workspace. `.ci/run` calls this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/sdk/install.sh
-cargo test --workspace --all-targets "$@"
+cargo test --workspace --benches
+cargo test --workspace --lib --bins --tests "$@"
