@@ -397,7 +397,7 @@ impl Transformer {
     }
 
     fn write_one_hash(&mut self, out: &mut Vec<u8>, field: UserField, val: Val<'_, '_>) -> Result<bool, Rejection> {
-        let mut digits = [0u8; 24];
+        let mut digits = [0u8; 20];
         let raw = match (val.as_str(), val.as_number()) {
             (Some(s), _) => s,
             (None, Some(n)) => number_text(n, &mut digits),
@@ -419,16 +419,13 @@ impl Transformer {
     }
 }
 
-/// Text of a number in a user field (phone numbers and ZIP codes arrive as numbers).
-fn number_text(n: Number, buf: &mut [u8; 24]) -> &str {
-    let mut digits = [0u8; 20];
-    let text: &[u8] = match n {
-        Number::U(u) => ids::format_u64(u, &mut digits),
-        Number::I(i) if i >= 0 => ids::format_u64(i as u64, &mut digits),
-        _ => b"",
-    };
-    buf[..text.len()].copy_from_slice(text);
-    std::str::from_utf8(&buf[..text.len()]).unwrap_or("")
+/// Text of a number in a user field (phone numbers and ZIP codes arrive as numbers);
+/// negative and fractional numbers give `""`, which normalizes to nothing.
+fn number_text(n: Number, buf: &mut [u8; 20]) -> &str {
+    match n.as_u64() {
+        Some(u) => std::str::from_utf8(ids::format_u64(u, buf)).unwrap_or(""),
+        None => "",
+    }
 }
 
 fn comma(out: &mut Vec<u8>) {
