@@ -11,5 +11,6 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod deliver;
 pub mod event;
 pub mod sim;

@@ -1,0 +1,8 @@
+//! Delivery: from closed batches to Meta: the per-core batchers ([`batch`]), the
+//! durable spool ([`spool`]), which keeps every acknowledged batch on disk until
+//! Meta has taken it or it is dead-lettered, and what to do with Meta's answers
+//! ([`policy`]).
+
+pub mod batch;
+pub mod policy;
+pub mod spool;

@@ -1,0 +1,549 @@
+//! Spool tests on a real temporary directory: unit cases, then a model-based test
+//! that drives the spool and an in-memory model with random operations, crashes
+//! (truncation at random offsets past the last sync) and restarts.
+
+use super::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A unique directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("capig-spool-{}-{n}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn cfg(fsync: FsyncPolicy, segment_bytes: u64, max_bytes: u64) -> SpoolConfig {
+    SpoolConfig {
+        fsync,
+        fsync_interval_ms: 10,
+        max_bytes,
+        segment_bytes,
+    }
+}
+
+fn open(dir: &TempDir, c: &SpoolConfig) -> (Spool, Vec<Pending>) {
+    let mut s = Spool::open(&dir.0, c.clone()).expect("open spool");
+    let p = s.replay().unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+    (s, p)
+}
+
+/// The segment files on disk, oldest first.
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn ids(p: &[Pending]) -> Vec<RecordId> {
+    p.iter().map(|p| p.id).collect()
+}
+
+fn payload(i: u64) -> Vec<u8> {
+    format!("{{\"event_id\":\"e{i}\"}}").into_bytes()
+}
+
+#[test]
+fn appends_replay_in_order_and_ids_continue() {
+    for policy in FsyncPolicy::ALL {
+        let dir = TempDir::new("replay");
+        let c = cfg(policy, 300, 1 << 20);
+        let (mut s, p) = open(&dir, &c);
+        assert!(p.is_empty());
+        for i in 1..=10 {
+            assert_eq!(s.append(7, 2, 1_700_000_000 + i, &payload(i)).unwrap(), i);
+        }
+        assert_eq!(s.sync().unwrap(), 10);
+        assert_eq!(s.stats().records, 10);
+        assert_eq!(s.stats().events, 20);
+        assert_eq!(s.stats().oldest_event_time, Some(1_700_000_001));
+        drop(s);
+        let (mut s, p) = open(&dir, &c);
+        assert_eq!(ids(&p), (1..=10).collect::<Vec<_>>(), "{policy:?}");
+        for (i, p) in (1..).zip(&p) {
+            assert_eq!(
+                (p.pixel, p.events, p.oldest_time, &p.payload),
+                (7, 2, 1_700_000_000 + i, &payload(i))
+            );
+        }
+        assert_eq!(s.append(7, 1, 0, b"").unwrap(), 11);
+    }
+}
+
+#[test]
+fn acked_records_are_not_replayed() {
+    // (records appended, ids acked, ids replayed)
+    let cases: &[(u64, &[u64], &[u64])] = &[
+        (5, &[], &[1, 2, 3, 4, 5]),
+        (5, &[2, 4], &[1, 3, 5]),
+        (5, &[1, 2, 3, 4, 5], &[]),
+        (5, &[5, 5, 9, 0], &[1, 2, 3, 4]),
+    ];
+    for &(n, acks, want) in cases {
+        let dir = TempDir::new("ack");
+        let c = cfg(FsyncPolicy::Interval, 1 << 20, 1 << 20);
+        let (mut s, _) = open(&dir, &c);
+        for i in 1..=n {
+            s.append(1, 1, 0, &payload(i)).unwrap();
+        }
+        let mut seen = BTreeSet::new();
+        for &a in acks {
+            let fresh = a >= 1 && a <= n && seen.insert(a);
+            assert_eq!(s.ack(a).unwrap(), fresh, "ack {a}");
+        }
+        s.sync().unwrap();
+        drop(s);
+        let (s, p) = open(&dir, &c);
+        assert_eq!(ids(&p), want);
+        assert_eq!(s.stats().records, want.len() as u64);
+        // And once more: the rewritten ledger still has the acks.
+        drop(s);
+        assert_eq!(ids(&open(&dir, &c).1), want);
+    }
+}
+
+#[test]
+fn a_fully_acked_old_segment_is_deleted_from_disk() {
+    let dir = TempDir::new("delete");
+    let rec = record::encoded_len(payload(1).len()) as u64;
+    // Two records per segment.
+    let c = cfg(FsyncPolicy::Never, 2 * rec, 1 << 20);
+    let (mut s, _) = open(&dir, &c);
+    for i in 1..=5 {
+        s.append(1, 1, 0, &payload(i)).unwrap();
+    }
+    s.sync().unwrap();
+    let first = dir.0.join(segment_name(1));
+    assert_eq!(segment_files(&dir.0).len(), 3);
+    assert!(first.exists());
+    s.ack(1).unwrap();
+    assert!(first.exists(), "one record in it is still pending");
+    s.ack(2).unwrap();
+    assert!(!first.exists(), "every record in it is acked");
+    assert_eq!(segment_files(&dir.0).len(), 2);
+    assert_eq!(s.stats().segments, 2);
+    assert_eq!(s.stats().bytes, 3 * rec);
+    // The current segment stays even when all of it is acked.
+    s.ack(5).unwrap();
+    assert!(dir.0.join(segment_name(5)).exists());
+}
+
+#[test]
+fn a_full_spool_refuses_new_batches_and_keeps_old_ones() {
+    let dir = TempDir::new("full");
+    let rec = record::encoded_len(payload(1).len()) as u64;
+    let c = cfg(FsyncPolicy::Always, 1 << 20, 3 * rec + 10);
+    let (mut s, _) = open(&dir, &c);
+    for i in 1..=3 {
+        s.append(1, 1, 0, &payload(i)).unwrap();
+    }
+    let e = s.append(1, 1, 0, &payload(4)).unwrap_err();
+    assert!(matches!(e, SpoolError::Full { used, .. } if used == 3 * rec));
+    assert!(e.is_retryable());
+    let msg = e.to_string();
+    assert!(msg.contains("the spool is full"), "{msg}");
+    assert!(msg.contains("raise spool.max_bytes or free disk"), "{msg}");
+    // An empty batch still takes a header.
+    assert!(matches!(
+        s.append(1, 0, 0, b""),
+        Err(SpoolError::Full { .. })
+    ));
+    drop(s);
+    let (_, p) = open(&dir, &c);
+    assert_eq!(ids(&p), [1, 2, 3]);
+}
+
+#[test]
+fn a_batch_larger_than_a_segment_is_refused_for_good() {
+    let dir = TempDir::new("large");
+    let c = cfg(FsyncPolicy::Never, 100, 1 << 20);
+    let (mut s, _) = open(&dir, &c);
+    let e = s.append(1, 1, 0, &[b'x'; 57]).unwrap_err();
+    assert!(
+        matches!(e, SpoolError::TooLarge { len: 101, max: 100 }),
+        "{e}"
+    );
+    assert!(!e.is_retryable());
+    assert_eq!(s.append(1, 1, 0, &[b'x'; 56]).unwrap(), 1);
+}
+
+#[test]
+fn a_torn_tail_is_cut_at_every_offset() {
+    let rec = record::encoded_len(payload(1).len());
+    for cut in 0..rec {
+        let dir = TempDir::new("torn");
+        let c = cfg(FsyncPolicy::Never, 1 << 20, 1 << 20);
+        let (mut s, _) = open(&dir, &c);
+        for i in 1..=3 {
+            s.append(1, 1, 0, &payload(i)).unwrap();
+        }
+        s.sync().unwrap();
+        drop(s);
+        let seg = dir.0.join(segment_name(1));
+        let f = OpenOptions::new().write(true).open(&seg).unwrap();
+        f.set_len((2 * rec + cut) as u64).unwrap();
+        let (mut s, p) = open(&dir, &c);
+        assert_eq!(ids(&p), [1, 2], "cut at {cut}");
+        let st = s.stats();
+        assert_eq!(
+            (st.torn_tail_records, st.torn_tail_bytes),
+            (u64::from(cut > 0), cut as u64)
+        );
+        assert_eq!(st.warnings.len(), usize::from(cut > 0));
+        assert_eq!(fs::metadata(&seg).unwrap().len(), 2 * rec as u64);
+        // Ids go on after the highest seen.
+        assert_eq!(s.append(1, 1, 0, b"").unwrap(), 3);
+    }
+}
+
+#[test]
+fn corruption_in_an_older_segment_skips_the_rest_of_it() {
+    let rec = record::encoded_len(payload(1).len());
+    // (byte to flip in segment 1, ids replayed)
+    let cases: &[(usize, &[u64])] = &[
+        (0, &[4, 5, 6]),
+        (rec + 20, &[1, 4, 5, 6]),
+        (2 * rec + HEADER_LEN, &[1, 2, 4, 5, 6]),
+    ];
+    for &(at, want) in cases {
+        let dir = TempDir::new("corrupt");
+        let c = cfg(FsyncPolicy::Never, 3 * rec as u64, 1 << 20);
+        let (mut s, _) = open(&dir, &c);
+        for i in 1..=6 {
+            s.append(1, 1, 0, &payload(i)).unwrap();
+        }
+        s.sync().unwrap();
+        drop(s);
+        let seg = dir.0.join(segment_name(1));
+        let mut data = fs::read(&seg).unwrap();
+        data[at] ^= 0x40;
+        fs::write(&seg, data).unwrap();
+        let (s, p) = open(&dir, &c);
+        assert_eq!(ids(&p), want, "flip at {at}");
+        let st = s.stats();
+        assert_eq!((st.corrupt_records_skipped, st.torn_tail_records), (1, 0));
+        assert!(
+            !st.warnings[0].contains("event_id"),
+            "no payload in warnings"
+        );
+    }
+}
+
+#[test]
+fn sync_if_due_groups_commits() {
+    let dir = TempDir::new("due");
+    let c = cfg(FsyncPolicy::Interval, 1 << 20, 1 << 20);
+    let (mut s, _) = open(&dir, &c);
+    let t0 = Instant::now();
+    // (ms since t0, append before?, durable id after)
+    let steps: &[(u64, bool, u64)] = &[
+        (0, false, 0),
+        (0, true, 1),
+        (5, true, 1),
+        (9, true, 1),
+        (10, false, 3),
+        (15, true, 3),
+        (30, false, 4),
+        (60, false, 4),
+    ];
+    for &(ms, append, want) in steps {
+        if append {
+            s.append(1, 1, 0, b"{}").unwrap();
+        }
+        let got = s.sync_if_due(t0 + Duration::from_millis(ms)).unwrap();
+        assert_eq!(got, want, "at {ms} ms");
+    }
+}
+
+/// xorshift64*: deterministic, seedable, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Rec {
+    pixel: u64,
+    events: u32,
+    oldest: u64,
+    payload: Vec<u8>,
+}
+
+/// What the spool must hold: every record appended and not lost, and which of
+/// them were acked (and whether that ack was synced).
+#[derive(Default)]
+struct Model {
+    records: BTreeMap<RecordId, Rec>,
+    acked: BTreeSet<RecordId>,
+    acked_synced: BTreeSet<RecordId>,
+    durable: RecordId,
+    /// No id at or below this may be handed out again.
+    floor: RecordId,
+    /// The current segment file and its length, and the ledger's length, at the
+    /// last sync: a crash may only cut beyond these.
+    synced_segment: Option<(PathBuf, u64)>,
+    synced_ledger: u64,
+}
+
+impl Model {
+    fn note_synced(&mut self, s: &Spool) {
+        self.durable = s.durable_id();
+        let last = segment_files(s.dir()).pop().unwrap();
+        let len = fs::metadata(&last).unwrap().len();
+        self.synced_segment = Some((last, len));
+        self.synced_ledger = fs::metadata(s.dir().join(LEDGER)).unwrap().len();
+        self.acked_synced = self.acked.clone();
+    }
+
+    /// Compares what a reopened spool replayed with the model, then adopts it.
+    fn restart(&mut self, s: &Spool, p: &[Pending], seed: u64) {
+        let got = ids(p);
+        assert!(got.windows(2).all(|w| w[0] < w[1]), "seed {seed}: order");
+        for p in p {
+            let want = self.records.get(&p.id);
+            let rec = Rec {
+                pixel: p.pixel,
+                events: p.events,
+                oldest: p.oldest_time,
+                payload: p.payload.clone(),
+            };
+            assert_eq!(want, Some(&rec), "seed {seed}: record {} differs", p.id);
+            assert!(
+                !self.acked_synced.contains(&p.id),
+                "seed {seed}: acked {}",
+                p.id
+            );
+        }
+        let present: BTreeSet<RecordId> = got.iter().copied().collect();
+        let mut lost = None;
+        for &id in self.records.keys() {
+            if self.acked.contains(&id) || present.contains(&id) {
+                continue;
+            }
+            assert!(id > self.durable, "seed {seed}: durable record {id} lost");
+            lost.get_or_insert(id);
+        }
+        if let Some(lost) = lost {
+            assert!(
+                got.last().is_none_or(|&last| last < lost),
+                "seed {seed}: record {lost} lost but a later one survived"
+            );
+        }
+        self.floor = self
+            .floor
+            .max(got.last().copied().unwrap_or(0))
+            .max(self.acked_synced.last().copied().unwrap_or(0));
+        self.records.retain(|id, _| present.contains(id));
+        self.acked.clear();
+        self.acked_synced.clear();
+        self.durable = self.floor;
+        // Open synced the ledger it rewrote; the new segment is empty.
+        self.synced_segment = None;
+        self.synced_ledger = fs::metadata(s.dir().join(LEDGER)).unwrap().len();
+    }
+}
+
+/// Cuts `path` at a random length in `from..=its length`.
+fn cut_file(rng: &mut Rng, path: &Path, from: u64) {
+    let len = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if len <= from {
+        return;
+    }
+    let at = from + rng.below(len - from + 1);
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(at)
+        .unwrap();
+}
+
+fn run_model(seed: u64, policy: FsyncPolicy, max_bytes: u64, ops: usize) {
+    const SEGMENT: u64 = 4096;
+    let dir = TempDir::new("model");
+    let c = cfg(policy, SEGMENT, max_bytes);
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let (mut spool, p) = open(&dir, &c);
+    assert!(p.is_empty());
+    let mut m = Model::default();
+    let mut stats = [0u64; 6];
+    let mut torn = 0;
+    for _ in 0..ops {
+        match rng.below(100) {
+            0..=44 => {
+                let len = match rng.below(10) {
+                    0 => 0,
+                    1 => SEGMENT - HEADER_LEN as u64 - rng.below(64),
+                    _ => rng.below(600),
+                } as usize;
+                let fill = rng.next();
+                let payload: Vec<u8> = (0..len).map(|i| (fill >> (i % 8 * 8)) as u8).collect();
+                let rec = Rec {
+                    pixel: rng.below(3) + 1,
+                    events: rng.below(1000) as u32,
+                    oldest: 1_700_000_000 + rng.below(1000),
+                    payload,
+                };
+                match spool.append(rec.pixel, rec.events, rec.oldest, &rec.payload) {
+                    Ok(id) => {
+                        let prev = m.records.keys().last().copied().unwrap_or(0);
+                        assert!(id > prev.max(m.floor), "seed {seed}: id {id} reused");
+                        m.records.insert(id, rec);
+                        stats[0] += 1;
+                    }
+                    Err(SpoolError::Full { used, cap }) => {
+                        assert!(used + record::encoded_len(len) as u64 > cap);
+                        stats[1] += 1;
+                    }
+                    Err(e) => panic!("seed {seed}: {e}"),
+                }
+            }
+            45..=74 => {
+                let pending: Vec<RecordId> = m
+                    .records
+                    .keys()
+                    .filter(|id| !m.acked.contains(id))
+                    .copied()
+                    .collect();
+                if !pending.is_empty() {
+                    let id = pending[rng.below(pending.len() as u64) as usize];
+                    assert!(spool.ack(id).unwrap(), "seed {seed}: ack {id}");
+                    assert!(!spool.ack(id).unwrap());
+                    m.acked.insert(id);
+                    stats[2] += 1;
+                }
+            }
+            75..=89 => {
+                let d = spool.sync().unwrap();
+                assert_eq!(
+                    d,
+                    m.records.keys().last().copied().unwrap_or(0).max(m.floor)
+                );
+                m.note_synced(&spool);
+                stats[3] += 1;
+                // Replay while running sees exactly the unacked records.
+                let live: Vec<(RecordId, &Rec)> = m
+                    .records
+                    .iter()
+                    .filter(|(id, _)| !m.acked.contains(id))
+                    .map(|(&id, r)| (id, r))
+                    .collect();
+                let replayed: Vec<Pending> = spool.replay().unwrap().map(Result::unwrap).collect();
+                assert_eq!(replayed.len(), live.len(), "seed {seed}: replay");
+                for (p, (id, r)) in replayed.iter().zip(live) {
+                    assert_eq!((p.id, &p.payload, p.events), (id, &r.payload, r.events));
+                }
+            }
+            90..=95 => {
+                // Crash: what was buffered is gone; the page cache may lose any
+                // suffix written since the last sync.
+                drop(spool);
+                let last = segment_files(&dir.0).pop().unwrap();
+                let from = match &m.synced_segment {
+                    Some((p, len)) if *p == last => *len,
+                    _ => 0,
+                };
+                cut_file(&mut rng, &last, from);
+                if rng.below(2) == 0 {
+                    cut_file(&mut rng, &dir.0.join(LEDGER), m.synced_ledger);
+                }
+                let (s, p) = open(&dir, &c);
+                m.restart(&s, &p, seed);
+                torn += s.stats().torn_tail_records;
+                spool = s;
+                stats[4] += 1;
+            }
+            _ => {
+                drop(spool);
+                let (s, p) = open(&dir, &c);
+                m.restart(&s, &p, seed);
+                spool = s;
+                stats[5] += 1;
+            }
+        }
+        if policy == FsyncPolicy::Always {
+            m.note_synced(&spool);
+        }
+        let st = spool.stats();
+        let live = m.records.keys().filter(|id| !m.acked.contains(id));
+        assert_eq!(st.records, live.count() as u64, "seed {seed}");
+        assert!(st.bytes <= max_bytes, "seed {seed}");
+    }
+    // Every kind of operation happened (no `Full` without a cap), and crashes
+    // did cut torn tails (under `Always` nothing is unsynced, so nothing to cut).
+    let full_expected = max_bytes != u64::MAX;
+    for (i, &n) in stats.iter().enumerate() {
+        assert!(
+            n > 0 || (i == 1 && !full_expected),
+            "seed {seed}: {stats:?}"
+        );
+    }
+    assert_eq!(
+        torn > 0,
+        policy != FsyncPolicy::Always,
+        "seed {seed}: {torn} torn"
+    );
+}
+
+#[test]
+fn model_interval() {
+    for seed in 1..=4 {
+        run_model(seed, FsyncPolicy::Interval, 48 * 1024, 3000);
+    }
+}
+
+#[test]
+fn model_never_roomy() {
+    for seed in 11..=12 {
+        run_model(seed, FsyncPolicy::Never, u64::MAX, 3000);
+    }
+}
+
+#[test]
+fn model_always() {
+    run_model(21, FsyncPolicy::Always, 32 * 1024, 1000);
+}
+
+#[test]
+fn a_full_disk_is_reported_as_a_full_spool() {
+    let dir = TempDir::new("enospc");
+    let (s, _) = open(&dir, &cfg(FsyncPolicy::Never, 4096, 1 << 20));
+    // (OS error, is it `Full`?)
+    let cases = [
+        (io::Error::from(ErrorKind::StorageFull), true),
+        (io::Error::from_raw_os_error(28), cfg!(target_os = "linux")),
+        (io::Error::from(ErrorKind::PermissionDenied), false),
+    ];
+    for (e, full) in cases {
+        let kind = e.kind();
+        let got = s.write_error(&dir.0, e);
+        assert_eq!(matches!(got, SpoolError::Full { .. }), full, "{kind:?}");
+        assert!(got.is_retryable());
+    }
+}
