@@ -5,4 +5,5 @@
 
 pub mod batch;
 pub mod policy;
+pub mod sender;
 pub mod spool;
