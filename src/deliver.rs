@@ -4,6 +4,7 @@
 //! ([`policy`]).
 
 pub mod batch;
+pub mod deadletter;
 pub mod policy;
 pub mod sender;
 pub mod spool;

@@ -43,6 +43,29 @@ enum Command {
     /// Run the CAPI simulator: an HTTP server that answers like the Graph API's
     /// POST /{version}/{pixel_id}/events.
     Sim(capig::sim::SimArgs),
+    /// Events Meta refused for good (or that expired before delivery), and why.
+    Deadletters {
+        #[command(subcommand)]
+        command: DeadlettersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadlettersCommand {
+    /// List dead letters, newest first (kept under <spool.dir>/deadletters).
+    List {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Only this pixel's entries.
+        #[arg(long)]
+        pixel: Option<String>,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print the stored JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -84,6 +107,9 @@ fn main() -> ExitCode {
         Command::Normalize { field, value } => normalize_cmd(&field, &value),
         Command::CheckConfig(args) => check_config(args),
         Command::Sim(args) => capig::sim::run(args).map(|()| ExitCode::SUCCESS).map_err(Into::into),
+        Command::Deadletters { command: DeadlettersCommand::List { config, pixel, limit, json } } => {
+            deadletters_list(config, pixel, limit, json)
+        }
     };
     match result {
         Ok(code) => code,
@@ -137,6 +163,18 @@ fn check_config(args: ConfigArgs) -> Result<ExitCode> {
         eprint!("{report}");
         Ok(ExitCode::FAILURE)
     }
+}
+
+fn deadletters_list(args: ConfigArgs, pixel: Option<String>, limit: usize, json: bool) -> Result<ExitCode> {
+    let config = capig::config::Config::load(&args.config, &args.sets).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let pixel = match pixel {
+        None => None,
+        Some(p) => Some(parse_pixel_id(&p).with_context(|| format!("--pixel {p:?} is not a pixel id (digits)"))?),
+    };
+    let dir = config.spool.dir.join("deadletters");
+    let report = capig::deliver::deadletter::list_report(&dir, pixel, limit, json)?;
+    print!("{report}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn transform(args: TransformArgs) -> Result<ExitCode> {

@@ -188,3 +188,36 @@ fn transform_with_a_config_applies_the_pixel_policy() {
     let got: Vec<&str> = out.iter().map(|v| v.get("reason").and_then(Value::as_str).unwrap_or("ok")).collect();
     assert_eq!(got, ["ok", "ok", "domain_not_allowed", "pixel_disabled", "unknown_pixel", "event_blocked"]);
 }
+
+#[test]
+fn deadletters_list_shows_what_meta_refused() {
+    use capig::deliver::deadletter::{DeadLetterConfig, DeadLetters, Reason};
+    use capig::deliver::policy::MetaError;
+
+    let spool = std::env::temp_dir().join(format!("capig-cli-deadletters-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&spool);
+    let mut store = DeadLetters::open(&spool.join("deadletters"), DeadLetterConfig::default()).unwrap();
+    let meta = MetaError {
+        status: 400,
+        code: 100,
+        subcode: Some(2804003),
+        message: "Invalid parameter".into(),
+        fbtrace_id: Some("AbCdEf".into()),
+    };
+    let payload = br#"{"event_name":"Purchase","event_id":"ev-5","event_time":1700000000},{"event_name":"Lead","event_id":"ev-6","event_time":1700000001}"#;
+    assert_eq!(store.append_batch(1234567890123456, payload, Reason::MetaRejected, Some(&meta), 1_700_000_100).unwrap(), 2);
+    drop(store);
+
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/capig.toml");
+    let set = format!("spool.dir={}", spool.display());
+    let run = capig(&["deadletters", "list", "--config", example, "--set", &set], b"");
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", run.stdout);
+    assert!(lines[0].contains("meta_rejected") && lines[0].contains("100/2804003") && lines[0].contains("AbCdEf"), "{}", lines[0]);
+    assert!(lines.iter().any(|l| l.contains("ev-5")) && lines.iter().any(|l| l.contains("ev-6")));
+
+    let run = capig(&["deadletters", "list", "--config", example, "--set", &set, "--json", "--pixel", "42"], b"");
+    assert_eq!((run.status, run.stdout.as_str()), (0, ""), "another pixel has none");
+    let _ = std::fs::remove_dir_all(&spool);
+}
