@@ -142,7 +142,11 @@ pub struct Sender {
     target: Target,
     timeout: Duration,
     limits: PixelLimits,
-    conn: tokio::sync::Mutex<Option<SendRequest<Full<Bytes>>>>,
+    /// The shared connection with its generation: a request that fails on generation N
+    /// forgets the connection only if it is still N (another task may have replaced it).
+    conn: tokio::sync::Mutex<Option<(u64, SendRequest<Full<Bytes>>)>>,
+    /// Generations handed out so far (never reused).
+    generations: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Sender {
@@ -188,6 +192,7 @@ impl Sender {
             timeout: cfg.timeout,
             limits: PixelLimits::new(cfg.concurrency),
             conn: tokio::sync::Mutex::new(None),
+            generations: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -224,33 +229,52 @@ impl Sender {
             .header(CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|_| TransportError::Connect)?;
-        let mut conn = self.connection().await?;
-        // A connection that fails here is closed, and the next send opens a new one.
-        conn.ready().await.map_err(|_| TransportError::Closed)?;
-        let response = conn
-            .send_request(request)
-            .await
-            .map_err(|_| TransportError::Closed)?;
-        let status = response.status().as_u16();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|_| TransportError::Closed)?
-            .to_bytes();
-        Ok((status, body))
+        let (generation, mut conn) = self.connection().await?;
+        let result = async {
+            conn.ready().await.map_err(|_| TransportError::Closed)?;
+            let response = conn
+                .send_request(request)
+                .await
+                .map_err(|_| TransportError::Closed)?;
+            let status = response.status().as_u16();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|_| TransportError::Closed)?
+                .to_bytes();
+            Ok((status, body))
+        }
+        .await;
+        if result.is_err() {
+            // The connection failed under this request: hyper may not have noticed the
+            // close yet (`is_closed` still false), so forget it now rather than hand the
+            // dead connection to the next send.
+            self.forget(generation).await;
+        }
+        result
+    }
+
+    async fn forget(&self, generation: u64) {
+        let mut slot = self.conn.lock().await;
+        if slot.as_ref().is_some_and(|(g, _)| *g == generation) {
+            *slot = None;
+        }
     }
 
     /// The shared connection, opened (again) when there is none or it closed.
-    async fn connection(&self) -> Result<SendRequest<Full<Bytes>>, TransportError> {
+    async fn connection(&self) -> Result<(u64, SendRequest<Full<Bytes>>), TransportError> {
         let mut slot = self.conn.lock().await;
-        if let Some(conn) = slot.as_ref().filter(|c| !c.is_closed()) {
-            return Ok(conn.clone());
+        if let Some((generation, conn)) = slot.as_ref().filter(|(_, c)| !c.is_closed()) {
+            return Ok((*generation, conn.clone()));
         }
+        let generation = self
+            .generations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         *slot = None;
         let conn = self.connect().await?;
-        *slot = Some(conn.clone());
-        Ok(conn)
+        *slot = Some((generation, conn.clone()));
+        Ok((generation, conn))
     }
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, TransportError> {

@@ -147,14 +147,21 @@ async fn slow_answers_time_out_and_a_stopped_upstream_is_a_connect_error() {
     // The answer takes 2 s, the timeout is 100 ms: the wide gap keeps the bound below
     // meaningful on a loaded machine.
     let sim = start(SimArgs {
-        latency_ms: Some(LatencyMs { min: 2000, max: 2000 }),
+        latency_ms: Some(LatencyMs {
+            min: 2000,
+            max: 2000,
+        }),
         ..SimArgs::default()
     });
     let s = sender(sim.url(), 100, 4, None);
     let started = Instant::now();
     let out = s.send(PIXEL, TOKEN, body(&[now()])).await;
     assert_eq!(out, Outcome::from_transport(TransportError::Timeout));
-    assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
 
     let url = sim.url();
     sim.shutdown();
@@ -217,7 +224,10 @@ async fn a_pixel_never_has_more_than_its_limit_in_flight() {
     let took = last_done - started;
     assert!(took >= Duration::from_millis(1000), "{took:?}");
     // The other pixel finished before the held-back third send: an order, not a time.
-    assert!(other_done < last_done, "the other pixel waited for this pixel's slots");
+    assert!(
+        other_done < last_done,
+        "the other pixel waited for this pixel's slots"
+    );
     assert_eq!(s.limits().available(PIXEL), 2);
     sim.shutdown();
 }
