@@ -11,7 +11,7 @@
 //! is forwarded exactly as it came. Duplicate keys are refused: Meta's parser would keep
 //! one of them, and which one is not documented.
 
-use super::json::{write_number, write_str, write_value, Number, Val};
+use super::json::{comma, write_number, write_str, write_value, Number, Val};
 use super::reject::{Reason, Rejection};
 
 /// At most this many keys in `custom_data` (hostile-input bound; real events have < 20).
@@ -33,16 +33,14 @@ pub fn write(out: &mut Vec<u8>, v: Val<'_, '_>, event_name: &str) -> Result<(), 
     let mut has_currency = false;
     out.push(b'{');
     for (i, (key, val)) in entries.enumerate() {
-        if v.entries().into_iter().flatten().take(i).any(|(k, _)| k == key) {
+        if v.key_repeats(i, key) {
             return Err(Rejection::new(Reason::DuplicateKey, "custom_data", "has the same key twice; send each key once"));
         }
         if val.is_null() {
             // The pixel sends `null` for unset optional parameters; Meta wants them absent.
             continue;
         }
-        if out.last() != Some(&b'{') {
-            out.push(b',');
-        }
+        comma(out);
         write_str(out, key);
         out.push(b':');
         match key {
@@ -142,7 +140,7 @@ fn write_contents(out: &mut Vec<u8>, v: Val<'_, '_>) -> Result<(), Rejection> {
         let mut has_id = false;
         out.push(b'{');
         for (j, (key, val)) in fields.enumerate() {
-            if item.entries().into_iter().flatten().take(j).any(|(k, _)| k == key) {
+            if item.key_repeats(j, key) {
                 return Err(Rejection::new(Reason::DuplicateKey, "custom_data.contents", "an item has the same key twice"));
             }
             if j > 0 {

@@ -132,6 +132,13 @@ impl<'t, 'a> Val<'t, 'a> {
         }
     }
 
+    /// Whether `key` is among the first `index` entries of this object: called with the
+    /// position of an entry, it tells whether that entry repeats an earlier key.
+    /// Quadratic, which is fine for the small objects it is used on (callers cap them).
+    pub fn key_repeats(&self, index: usize, key: &str) -> bool {
+        self.entries().into_iter().flatten().take(index).any(|(k, _)| k == key)
+    }
+
     /// Number of elements (array) or entries (object); 0 for scalars.
     pub fn len(&self) -> usize {
         match *self.head() {
@@ -272,6 +279,13 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// Appends the `,` between members, unless `out` has just opened an object.
+pub fn comma(out: &mut Vec<u8>) {
+    if out.last() != Some(&b'{') {
+        out.push(b',');
+    }
 }
 
 /// Appends `"key":` (the key must not need escaping: capig's own field names).

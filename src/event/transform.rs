@@ -31,7 +31,7 @@ use std::net::IpAddr;
 use super::browser::BrowserEvent;
 use super::custom_data;
 use super::ids::{self, CookieKind};
-use super::json::{write_key, write_str, write_u64, write_value, Number, Val};
+use super::json::{comma, write_key, write_str, write_u64, write_value, Number, Val};
 use super::normalize::{self, UserField};
 use super::policy::{parse_pixel_id, url_host, PixelId, Policies};
 use super::reject::{Counters, Dropped, Reason, Rejection};
@@ -276,7 +276,7 @@ impl Transformer {
                 return Err(invalid("user_data", "has too many keys"));
             }
             for (i, (key, val)) in entries.enumerate() {
-                if ud.entries().into_iter().flatten().take(i).any(|(k, _)| k == key) {
+                if ud.key_repeats(i, key) {
                     return Err(Rejection::new(Reason::DuplicateKey, "user_data", "has the same key twice; send each key once"));
                 }
                 if val.is_null() {
@@ -425,12 +425,6 @@ fn number_text(n: Number, buf: &mut [u8; 20]) -> &str {
     match n.as_u64() {
         Some(u) => std::str::from_utf8(ids::format_u64(u, buf)).unwrap_or(""),
         None => "",
-    }
-}
-
-fn comma(out: &mut Vec<u8>) {
-    if out.last() != Some(&b'{') {
-        out.push(b',');
     }
 }
 
