@@ -8,3 +8,9 @@ pub mod deadletter;
 pub mod policy;
 pub mod sender;
 pub mod spool;
+
+/// Makes a directory's entries (new, renamed, deleted files) durable: the spool and the
+/// dead-letter store both rely on it after creating or removing files.
+pub(crate) fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}

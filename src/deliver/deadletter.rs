@@ -250,9 +250,7 @@ fn scan(dir: &Path) -> Result<Vec<(u64, u64)>, DeadLetterError> {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), DeadLetterError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
+    super::sync_dir(dir).map_err(io_err(dir))
 }
 
 /// The bounded dead-letter store (one writer per directory).

@@ -227,9 +227,7 @@ fn segment_name(first_id: RecordId) -> String {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_at(dir))
+    super::sync_dir(dir).map_err(io_at(dir))
 }
 
 fn ledger_entry(id: RecordId) -> [u8; LEDGER_ENTRY] {
