@@ -5,7 +5,10 @@
 
 pub mod batch;
 pub mod deadletter;
+pub mod handoff;
+pub mod pipeline;
 pub mod policy;
+pub mod schedule;
 pub mod sender;
 pub mod spool;
 

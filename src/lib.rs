@@ -13,4 +13,5 @@
 pub mod config;
 pub mod deliver;
 pub mod event;
+pub mod proto;
 pub mod sim;

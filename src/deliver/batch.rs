@@ -68,23 +68,31 @@ pub struct ClosedBatch {
     pub oldest_event_time: u64,
     /// `obj,obj,obj`: the events, comma-separated, without brackets.
     pub payload: Vec<u8>,
+    /// When its first event arrived: the start of the receipt-to-Meta latency.
+    pub opened: Instant,
 }
 
 impl ClosedBatch {
     /// The Graph API request body: `{"data":[…]}`, plus `"test_event_code"` when given.
     pub fn request_body(&self, test_event_code: Option<&str>) -> Vec<u8> {
-        let extra = test_event_code.map_or(0, |c| c.len() * 2 + 24);
-        let mut body = Vec::with_capacity(self.payload.len() + ENVELOPE_BYTES + extra);
-        body.extend_from_slice(b"{\"data\":[");
-        body.extend_from_slice(&self.payload);
-        body.push(b']');
-        if let Some(code) = test_event_code {
-            body.extend_from_slice(b",\"test_event_code\":");
-            write_str(&mut body, code);
-        }
-        body.push(b'}');
-        body
+        request_body(&self.payload, test_event_code)
     }
+}
+
+/// The Graph API request body around a batch payload (or a part of one, after a
+/// bisection): `{"data":[…]}`, plus `"test_event_code"` when given.
+pub fn request_body(payload: &[u8], test_event_code: Option<&str>) -> Vec<u8> {
+    let extra = test_event_code.map_or(0, |c| c.len() * 2 + 24);
+    let mut body = Vec::with_capacity(payload.len() + ENVELOPE_BYTES + extra);
+    body.extend_from_slice(b"{\"data\":[");
+    body.extend_from_slice(payload);
+    body.push(b']');
+    if let Some(code) = test_event_code {
+        body.extend_from_slice(b",\"test_event_code\":");
+        write_str(&mut body, code);
+    }
+    body.push(b'}');
+    body
 }
 
 /// One pixel's open batch. The slot outlives its batches; `events == 0` means empty.
@@ -258,6 +266,7 @@ impl Batcher {
                 events: slot.events,
                 oldest_event_time: slot.oldest_event_time,
                 payload: std::mem::replace(&mut slot.buf, next),
+                opened: slot.opened,
             };
             slot.events = 0;
             out.push(closed);
@@ -286,6 +295,7 @@ impl Batcher {
             events,
             oldest_event_time: slot.oldest_event_time,
             payload: std::mem::take(&mut slot.buf),
+            opened: slot.opened,
         }
     }
 }

@@ -447,6 +447,12 @@ impl Spool {
                     .min(record::encoded_len(MAX_PAYLOAD) as u64),
             });
         }
+        let current = self.segments.last().expect("current segment");
+        if self.used + len > self.cfg.max_bytes && current.pending == 0 && current.bytes > 0 {
+            // Everything in the current segment was delivered: start a new one, so
+            // the old one's bytes stop counting against the cap.
+            self.roll()?;
+        }
         if self.used + len > self.cfg.max_bytes {
             return Err(self.full());
         }
@@ -498,14 +504,73 @@ impl Spool {
     /// time (so a full spool is never all in memory). Flushes the write buffer
     /// first, so records appended since open are included.
     pub fn replay(&mut self) -> Result<Replay<'_>, SpoolError> {
+        self.replay_from(0)
+    }
+
+    /// Like [`Spool::replay`], for the pending records with ids from `first` on: the
+    /// segments before the one holding `first` are not read. The delivery side uses it
+    /// to load a pixel's backlog that did not fit in memory.
+    pub fn replay_from(&mut self, first: RecordId) -> Result<Replay<'_>, SpoolError> {
         self.flush()?;
+        let next_segment = self
+            .segments
+            .partition_point(|s| s.first_id <= first)
+            .saturating_sub(1);
         Ok(Replay {
             spool: self,
-            next_segment: 0,
+            next_segment,
             segment: 0,
             data: Vec::new(),
             off: 0,
+            first,
         })
+    }
+
+    /// Group commit by the configured policy; returns the id up to which records may
+    /// be acknowledged to clients. `Always` synced in `append`; `Interval` syncs when
+    /// due ([`Spool::sync_due_at`] says when); `Never` only flushes the write buffer to
+    /// the page cache, which survives a crash of capig but not of the machine (the
+    /// meaning of that policy).
+    pub fn commit(&mut self, now: Instant) -> Result<RecordId, SpoolError> {
+        match self.cfg.fsync {
+            FsyncPolicy::Always => Ok(self.durable_id),
+            FsyncPolicy::Interval => self.sync_if_due(now),
+            FsyncPolicy::Never => {
+                self.flush()?;
+                Ok(self.next_id - 1)
+            }
+        }
+    }
+
+    /// With `Interval` and unsynced changes: when [`Spool::commit`] will sync.
+    pub fn sync_due_at(&self) -> Option<Instant> {
+        if self.cfg.fsync != FsyncPolicy::Interval || !self.unsynced {
+            return None;
+        }
+        let interval = Duration::from_millis(self.cfg.fsync_interval_ms);
+        Some(self.last_sync.map_or_else(Instant::now, |t| t + interval))
+    }
+
+    /// Whether `id` is a record not yet acknowledged.
+    pub fn is_pending(&self, id: RecordId) -> bool {
+        let i = self.segments.partition_point(|s| s.first_id <= id);
+        i > 0
+            && matches!(
+                self.segments[i - 1]
+                    .slots
+                    .get((id - self.segments[i - 1].first_id) as usize),
+                Some(Slot::Pending { .. })
+            )
+    }
+
+    /// Records and events not yet acknowledged (no scan, unlike [`Spool::stats`]).
+    pub fn pending(&self) -> (u64, u64) {
+        (self.records, self.events)
+    }
+
+    /// Bytes used against the cap, and the cap.
+    pub fn usage(&self) -> (u64, u64) {
+        (self.used, self.cfg.max_bytes)
     }
 
     /// Marks a record delivered (or dead-lettered). Returns false when it was not
@@ -516,6 +581,7 @@ impl Spool {
         if i == 0 {
             return Ok(false);
         }
+        let segments = self.segments.len();
         let seg = &mut self.segments[i - 1];
         let Some(slot) = seg.slots.get_mut((id - seg.first_id) as usize) else {
             return Ok(false);
@@ -525,7 +591,11 @@ impl Spool {
         };
         *slot = Slot::Acked;
         seg.pending -= 1;
-        let emptied = seg.pending == 0 && i < self.segments.len();
+        let emptied = seg.pending == 0 && i < segments;
+        // The current segment fully delivered while the spool is past half its cap:
+        // roll, so its space is given back now rather than when it fills up.
+        let roll_current =
+            seg.pending == 0 && i == segments && self.used > self.cfg.max_bytes / 2;
         self.records -= 1;
         self.events -= u64::from(events);
         self.acked_live += 1;
@@ -541,6 +611,9 @@ impl Spool {
                 sync_dir(&self.dir)?;
                 self.rewrite_ledger()?;
             }
+        }
+        if roll_current {
+            self.roll()?;
         }
         if self.cfg.fsync == FsyncPolicy::Always {
             self.sync()?;
@@ -699,6 +772,8 @@ pub struct Replay<'a> {
     segment: usize,
     data: Vec<u8>,
     off: usize,
+    /// Records with smaller ids are skipped.
+    first: RecordId,
 }
 
 impl Iterator for Replay<'_> {
@@ -738,7 +813,7 @@ impl Iterator for Replay<'_> {
                 .id
                 .checked_sub(seg.first_id)
                 .and_then(|i| seg.slots.get(i as usize));
-            if let Some(Slot::Pending { .. }) = slot {
+            if let (Some(Slot::Pending { .. }), true) = (slot, r.meta.id >= self.first) {
                 return Some(Ok(Pending {
                     id: r.meta.id,
                     pixel: r.meta.pixel,

@@ -256,6 +256,7 @@ fn request_body_is_valid_json() {
         events: 2,
         oldest_event_time: 5,
         payload: br#"{"a":"x,]}"},{"b":[1,2]}"#.to_vec(),
+        opened: Instant::now(),
     };
     let body: Value = serde_json::from_slice(&batch.request_body(None)).unwrap();
     assert_eq!(
