@@ -288,6 +288,11 @@ impl Delivery {
         self.shared.pending_records.load(Ordering::Relaxed)
     }
 
+    /// Events still in the spool.
+    pub fn pending_events(&self) -> u64 {
+        self.shared.pending_events.load(Ordering::Relaxed)
+    }
+
     /// Stops: no new requests, those in flight get until `deadline` to answer, then
     /// the writer commits what the cores handed over and both threads end. Drop the
     /// cores' links before (or they are told [`SubmitError::Stopped`] afterwards).
