@@ -7,6 +7,9 @@
 //! See `docs/ARCHITECTURE.md` for the bird's-eye view and the code map. The modules:
 //! - [`config`]: the TOML configuration, its validation and `--set` overrides;
 //! - [`event`]: the browser event model, normalization and hashing, the transform;
+//! - [`deliver`]: batches, the hand-off, the durable spool, the sender and the scheduler;
+//! - [`proto`]: the sans-IO HTTP/1.1 and WebSocket codecs;
+//! - [`send`]: `capig send`, events from a stream through the delivery path;
 //! - [`sim`]: the CAPI simulator that stands in for `graph.facebook.com`.
 #![forbid(unsafe_code)]
 
@@ -14,4 +17,5 @@ pub mod config;
 pub mod deliver;
 pub mod event;
 pub mod proto;
+pub mod send;
 pub mod sim;

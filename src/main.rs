@@ -4,7 +4,9 @@
 //! - `capig transform`: browser events on stdin → the CAPI events capig would send;
 //! - `capig normalize FIELD VALUE`: one `user_data` value normalized and hashed;
 //! - `capig check-config --config FILE`: validate a configuration;
-//! - `capig sim`: the CAPI simulator (stands in for graph.facebook.com).
+//! - `capig sim`: the CAPI simulator (stands in for graph.facebook.com);
+//! - `capig send --config FILE`: browser events on stdin delivered through the spool;
+//! - `capig deadletters list --config FILE`: what Meta refused for good, and why.
 
 use std::io::{BufRead, BufWriter, Write};
 use std::path::PathBuf;
@@ -15,6 +17,7 @@ use anyhow::{bail, Context as _, Result};
 use capig::event::json::{write_str, Parser, Val};
 use capig::event::normalize::{self, UserField};
 use capig::event::policy::{parse_pixel_id, DedupConfig, Policies};
+use capig::event::reject::write_rejection_line;
 use capig::event::{ids, Context, Transformer};
 use clap::{Parser as ClapParser, Subcommand};
 
@@ -43,6 +46,10 @@ enum Command {
     /// Run the CAPI simulator: an HTTP server that answers like the Graph API's
     /// POST /{version}/{pixel_id}/events.
     Sim(capig::sim::SimArgs),
+    /// Read browser events (like transform) on stdin and deliver them to the Graph API
+    /// through the durable spool; prints {"stored":<event_id>} once an event is stored,
+    /// then waits for the spool to drain.
+    Send(SendArgs),
     /// Events Meta refused for good (or that expired before delivery), and why.
     Deadletters {
         #[command(subcommand)]
@@ -100,12 +107,35 @@ struct TransformArgs {
     cookie: Option<String>,
 }
 
+#[derive(clap::Args)]
+struct SendArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The pixel for events that carry no pixel_id.
+    #[arg(long)]
+    pixel: Option<String>,
+    /// The client IP the events came from.
+    #[arg(long)]
+    client_ip: Option<String>,
+    /// The browsers' User-Agent.
+    #[arg(long)]
+    user_agent: Option<String>,
+    /// A Cookie header with _fbp / _fbc.
+    #[arg(long)]
+    cookie: Option<String>,
+    /// After the end of the input, wait at most this long for the spool to drain.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    wait_secs: u64,
+}
+
 fn main() -> ExitCode {
+    init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Transform(args) => transform(args),
         Command::Normalize { field, value } => normalize_cmd(&field, &value),
         Command::CheckConfig(args) => check_config(args),
+        Command::Send(args) => send(args),
         Command::Sim(args) => capig::sim::run(args).map(|()| ExitCode::SUCCESS).map_err(Into::into),
         Command::Deadletters { command: DeadlettersCommand::List { config, pixel, limit, json } } => {
             deadletters_list(config, pixel, limit, json)
@@ -118,6 +148,51 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs go to stderr (journald on an installed system), `info` and up unless
+/// `CAPIG_LOG` says otherwise (`CAPIG_LOG=debug`, `CAPIG_LOG=capig::deliver=trace`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAPIG_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn send(args: SendArgs) -> Result<ExitCode> {
+    let config = capig::config::Config::load(&args.config.config, &args.config.sets).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for note in &config.notes {
+        tracing::info!("{note}");
+    }
+    let pixel = match &args.pixel {
+        None => None,
+        Some(p) => Some(parse_pixel_id(p).with_context(|| format!("--pixel {p:?} is not a pixel id (digits)"))?),
+    };
+    let opts = capig::send::SendOptions {
+        pixel,
+        client_ip: args.client_ip,
+        user_agent: args.user_agent,
+        cookie: args.cookie,
+        wait: std::time::Duration::from_secs(args.wait_secs),
+    };
+    let input = Box::new(std::io::BufReader::new(std::io::stdin()));
+    let mut stdout = std::io::stdout().lock();
+    let summary = capig::send::run(&config, &opts, input, &mut stdout)?;
+    eprintln!(
+        "capig send: {} stored, {} rejected, {} refused; {} event(s) still in the spool",
+        summary.stored, summary.rejected, summary.refused, summary.remaining_events
+    );
+    if summary.remaining_events > 0 {
+        eprintln!(
+            "capig send: the spool ({}) keeps them; the next `capig send` or `capig serve` with this configuration delivers them",
+            config.spool.dir.display()
+        );
+        return Ok(ExitCode::from(3));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn now_ms() -> u64 {
@@ -214,23 +289,13 @@ fn transform(args: TransformArgs) -> Result<ExitCode> {
             let mut rejected = 0;
             let mut one = |v: Val<'_, '_>, out: &mut Vec<u8>| {
                 match transformer.transform(v, &ctx, out) {
-                    Ok(_) => {}
+                    Ok(_) => out.push(b'\n'),
                     Err(r) => {
                         rejected += 1;
                         let id = v.entries().and_then(|mut e| e.find(|(k, _)| *k == "event_id")).and_then(|(_, v)| v.as_str());
-                        out.extend_from_slice(b"{\"rejected\":");
-                        match id {
-                            Some(id) => write_str(out, id),
-                            None => out.extend_from_slice(b"null"),
-                        }
-                        out.extend_from_slice(b",\"reason\":");
-                        write_str(out, r.reason.as_str());
-                        out.extend_from_slice(b",\"message\":");
-                        write_str(out, &r.to_string());
-                        out.push(b'}');
+                        write_rejection_line(out, id, &r);
                     }
                 }
-                out.push(b'\n');
             };
             match root.elements() {
                 Some(events) => events.for_each(|v| one(v, &mut out)),

@@ -200,6 +200,11 @@ impl Delivery {
         let (used, cap) = spool.usage();
         shared.used.store(used, Ordering::Relaxed);
         shared.cap.store(cap, Ordering::Relaxed);
+        // Known before the writer runs, so "is the spool drained?" is never asked of a
+        // count that has not been read yet.
+        let (records, events) = spool.pending();
+        shared.pending_records.store(records, Ordering::Relaxed);
+        shared.pending_events.store(events, Ordering::Relaxed);
         let (handoff_tx, handoff_rx) = crossbeam_channel::bounded(cfg.handoff_batches.max(1));
         let mut links = Vec::with_capacity(cfg.cores);
         let mut done_txs = Vec::with_capacity(cfg.cores);

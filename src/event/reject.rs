@@ -112,6 +112,22 @@ pub struct Rejection {
     pub number: u64,
 }
 
+/// Appends the line `capig transform` and `capig send` print for a rejected event:
+/// `{"rejected":<event_id or null>,"reason":…,"message":…}` and a newline. Only the
+/// client's `event_id` and our own texts: no event content.
+pub fn write_rejection_line(out: &mut Vec<u8>, event_id: Option<&str>, r: &Rejection) {
+    out.extend_from_slice(b"{\"rejected\":");
+    match event_id {
+        Some(id) => crate::event::json::write_str(out, id),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"reason\":");
+    crate::event::json::write_str(out, r.reason.as_str());
+    out.extend_from_slice(b",\"message\":");
+    crate::event::json::write_str(out, &r.to_string());
+    out.extend_from_slice(b"}\n");
+}
+
 impl Rejection {
     pub const fn new(reason: Reason, field: &'static str, detail: &'static str) -> Self {
         Rejection { reason, field, detail, number: 0 }
