@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/sdk/install.sh
-cargo test -p capig-bench --bench transform
+cargo test -p capig-bench --bench transform --bench deliver
 cargo test --workspace --lib --bins --tests "$@"

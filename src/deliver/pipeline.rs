@@ -443,6 +443,9 @@ impl Writer {
             }
             self.commit(Instant::now());
             if last_gauges.elapsed() >= WRITER_TICK {
+                if let Some(h) = &handoffs {
+                    metrics::gauge!("capig_handoff_queue_batches").set(h.len() as f64);
+                }
                 self.gauges();
                 last_gauges = Instant::now();
             }
@@ -519,20 +522,27 @@ impl Writer {
                 });
             }
             Err(e) => {
-                let err = SubmitError::from_spool(&e);
-                if let SubmitError::Full { used, cap } = err {
-                    self.shared.used.store(used, Ordering::Relaxed);
-                    self.shared.cap.store(cap, Ordering::Relaxed);
-                    if !self.shared.full.swap(true, Ordering::Relaxed) {
-                        tracing::warn!("{e}; new events are refused (503) until deliveries free room");
-                    }
-                } else {
-                    tracing::error!("{e}");
-                }
+                let err = self.refusal(&e);
                 metrics::counter!("capig_spool_refused_batches_total", "reason" => err.label()).increment(1);
                 self.notify(h.core, h.origin, Err(err));
             }
         }
+    }
+
+    /// What to tell the cores about a spool error; a full spool (cap or disk) also
+    /// raises the flag that makes every core refuse new events up front.
+    fn refusal(&self, e: &SpoolError) -> SubmitError {
+        let err = SubmitError::from_spool(e);
+        if let SubmitError::Full { used, cap } = err {
+            self.shared.used.store(used, Ordering::Relaxed);
+            self.shared.cap.store(cap, Ordering::Relaxed);
+            if !self.shared.full.swap(true, Ordering::Relaxed) {
+                tracing::warn!("{e}; new events are refused (503) until deliveries free room");
+            }
+        } else {
+            tracing::error!("{e}");
+        }
+        err
     }
 
     fn notify(&self, core: usize, origin: Origin, result: Result<(), SubmitError>) {
@@ -554,8 +564,10 @@ impl Writer {
         match self.spool.commit(now) {
             Ok(durable) => self.release(durable),
             Err(e) => {
-                tracing::error!("{e}");
-                let err = SubmitError::from_spool(&e);
+                // The batches stay in the write buffer and become durable with a later
+                // commit (then they are delivered); their clients are told now that
+                // they were not stored, and resend them with the same event_id.
+                let err = self.refusal(&e);
                 for w in &mut self.waiting {
                     if let Some((core, origin)) = w.notify.take() {
                         if let Some(tx) = self.done_txs.get(core) {

@@ -171,6 +171,7 @@ impl Scheduler {
             l.breaker.reset();
             l.backoff.reset();
             l.not_before = None;
+            breaker_gauge(l);
         }
     }
 
@@ -241,6 +242,7 @@ impl Scheduler {
         let lane = &mut self.lanes[i];
         lane.in_flight = lane.in_flight.saturating_sub(1);
         lane.breaker.record(now, &outcome);
+        breaker_gauge(lane);
         let (class, code) = outcome_labels(&outcome);
         metrics::counter!("capig_capi_requests_total", "pixel" => pixel_label.clone(), "outcome" => class, "code" => code)
             .increment(1);
@@ -441,6 +443,16 @@ fn insert_in_order(queue: &mut VecDeque<Part>, part: Part) {
         .position(|p| (p.record, p.offset) > key)
         .unwrap_or(queue.len());
     queue.insert(at, part);
+}
+
+/// `capig_breaker_state{pixel}`: 0 closed, 1 open, 2 half-open (probing).
+fn breaker_gauge(lane: &Lane) {
+    let v = match lane.breaker.state() {
+        BreakerState::Closed => 0.0,
+        BreakerState::Open => 1.0,
+        BreakerState::HalfOpen => 2.0,
+    };
+    metrics::gauge!("capig_breaker_state", "pixel" => lane.pixel.to_string()).set(v);
 }
 
 /// Labels of `capig_capi_requests_total`: the class and Meta's code (or what failed).
