@@ -16,6 +16,7 @@
 pub mod config;
 pub mod deliver;
 pub mod event;
+pub mod ingest;
 pub mod proto;
 pub mod send;
 pub mod sim;

@@ -37,7 +37,9 @@
 //!   loss can lose that much, acknowledged or not. [`Spool::sync`] still forces.
 //!
 //! Lost acks (ledger entries) only cause a batch to be delivered twice, with the
-//! same `event_id`s, which Meta deduplicates.
+//! same `event_id`s, which Meta deduplicates. That is why, except with `Always`, the
+//! ledger reaches the page cache at every sync but the disk at most once a second: a
+//! group commit costs one `fdatasync` (the segment's), not two.
 //!
 //! # On-disk layout
 //! In the spool directory:
@@ -78,6 +80,8 @@ const FLUSH_AT: usize = 256 << 10;
 const LEDGER: &str = "acks.ledger";
 const LEDGER_TMP: &str = "acks.ledger.tmp";
 const LEDGER_ENTRY: usize = 12;
+/// The longest the ack ledger goes without an `fdatasync` (see `Spool::sync`).
+const LEDGER_SYNC_EVERY: Duration = Duration::from_secs(1);
 /// Ledger entries beyond this many plus four times the live ones trigger a rewrite.
 const LEDGER_SLACK: u64 = 4096;
 
@@ -205,6 +209,8 @@ pub struct Spool {
     ledger_entries: u64,
     /// The ledger's length after its last whole write.
     ledger_len: u64,
+    /// When the ledger was last `fdatasync`ed.
+    ledger_synced: Option<Instant>,
     acked_live: u64,
     used: u64,
     records: u64,
@@ -419,6 +425,7 @@ impl Spool {
             ledger_buf: Vec::new(),
             ledger_entries,
             ledger_len: ledger_entries * LEDGER_ENTRY as u64,
+            ledger_synced: None,
             cfg,
             torn_tail_records: torn_records,
             torn_tail_bytes: torn_bytes,
@@ -637,7 +644,16 @@ impl Spool {
             self.ledger_len += self.ledger_buf.len() as u64;
             self.ledger_buf.clear();
         }
-        self.ledger.sync_data().map_err(io_at(&ledger_path))?;
+        // Acks reach the page cache at every sync (a crash of capig keeps them) but are
+        // flushed to the disk at most once a second: a lost ack only means a batch is
+        // delivered twice, so it is not worth an fdatasync per group commit.
+        let now = Instant::now();
+        if self.cfg.fsync == FsyncPolicy::Always
+            || self.ledger_synced.is_none_or(|t| now.saturating_duration_since(t) >= LEDGER_SYNC_EVERY)
+        {
+            self.ledger.sync_data().map_err(io_at(&ledger_path))?;
+            self.ledger_synced = Some(now);
+        }
         self.durable_id = self.next_id - 1;
         self.unsynced = false;
         Ok(self.durable_id)
