@@ -31,11 +31,11 @@ fn batcher(c: &mut Criterion) {
     let events: Vec<String> = (0..1000).map(capi_event).collect();
     let mut g = c.benchmark_group("batcher");
     g.throughput(Throughput::Elements(1));
+    let mut batcher = Batcher::new(BatchConfig { max_events: 1000, max_bytes: 4 << 20, linger: Duration::from_secs(1) });
+    let mut closed = Vec::new();
+    let now = Instant::now();
+    let mut i = 0;
     g.bench_function("capig", |b| {
-        let mut batcher = Batcher::new(BatchConfig { max_events: 1000, max_bytes: 4 << 20, linger: Duration::from_secs(1) });
-        let mut closed = Vec::new();
-        let now = Instant::now();
-        let mut i = 0;
         b.iter(|| {
             let e = &events[i % 1000];
             i += 1;
@@ -46,12 +46,12 @@ fn batcher(c: &mut Criterion) {
             }
         })
     });
+    let mut open: Vec<String> = Vec::new();
+    let mut j = 0;
     g.bench_function("ordinary", |b| {
-        let mut open: Vec<String> = Vec::new();
-        let mut i = 0;
         b.iter(|| {
-            open.push(events[i % 1000].clone());
-            i += 1;
+            open.push(events[j % 1000].clone());
+            j += 1;
             if open.len() == 1000 {
                 let body = format!("{{\"data\":[{}]}}", open.join(","));
                 black_box(body.len());
@@ -68,9 +68,11 @@ fn spool_append(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
     let mut g = c.benchmark_group("spool_append");
     g.throughput(Throughput::Bytes(payload.len() as u64));
+    // Criterion calls each routine once per sample: the spool and the file are opened
+    // once, outside, as a running gateway keeps them.
+    let cfg = SpoolConfig { fsync: FsyncPolicy::Interval, fsync_interval_ms: 10, max_bytes: u64::MAX, segment_bytes: 64 << 20 };
+    let mut spool = Spool::open(&dir.join("capig"), cfg).unwrap();
     g.bench_function("capig", |b| {
-        let cfg = SpoolConfig { fsync: FsyncPolicy::Interval, fsync_interval_ms: 10, max_bytes: u64::MAX, segment_bytes: 64 << 20 };
-        let mut spool = Spool::open(&dir.join("capig"), cfg).unwrap();
         b.iter(|| {
             let id = spool.append(1, 100, 1_700_000_000, &payload).unwrap();
             spool.commit(Instant::now()).unwrap();
@@ -78,12 +80,12 @@ fn spool_append(c: &mut Criterion) {
             spool.ack(id).unwrap();
         })
     });
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("plain.log");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let mut written = 0u64;
+    let mut last_sync = Instant::now();
     g.bench_function("ordinary", |b| {
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("plain.log");
-        let mut file = std::fs::File::create(&path).unwrap();
-        let mut written = 0u64;
-        let mut last_sync = Instant::now();
         b.iter(|| {
             file.write_all(&payload).unwrap();
             written += payload.len() as u64;
@@ -98,6 +100,7 @@ fn spool_append(c: &mut Criterion) {
         })
     });
     g.finish();
+    drop(spool);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
