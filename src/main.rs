@@ -93,6 +93,13 @@ struct TransformArgs {
     /// Override one setting of --config (repeatable).
     #[arg(long = "set", value_name = "KEY.PATH=VALUE", requires = "config")]
     sets: Vec<String>,
+    #[command(flatten)]
+    request: RequestArgs,
+}
+
+/// What the edge would know of the request that carried the events.
+#[derive(clap::Args)]
+struct RequestArgs {
     /// The pixel for events that carry no pixel_id (as the server API's URL would).
     #[arg(long)]
     pixel: Option<String>,
@@ -107,22 +114,21 @@ struct TransformArgs {
     cookie: Option<String>,
 }
 
+impl RequestArgs {
+    fn pixel_id(&self) -> Result<Option<capig::event::policy::PixelId>> {
+        match &self.pixel {
+            None => Ok(None),
+            Some(p) => Ok(Some(parse_pixel_id(p).with_context(|| format!("--pixel {p:?} is not a pixel id (digits)"))?)),
+        }
+    }
+}
+
 #[derive(clap::Args)]
 struct SendArgs {
     #[command(flatten)]
     config: ConfigArgs,
-    /// The pixel for events that carry no pixel_id.
-    #[arg(long)]
-    pixel: Option<String>,
-    /// The client IP the events came from.
-    #[arg(long)]
-    client_ip: Option<String>,
-    /// The browsers' User-Agent.
-    #[arg(long)]
-    user_agent: Option<String>,
-    /// A Cookie header with _fbp / _fbc.
-    #[arg(long)]
-    cookie: Option<String>,
+    #[command(flatten)]
+    request: RequestArgs,
     /// After the end of the input, wait at most this long for the spool to drain.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     wait_secs: u64,
@@ -167,15 +173,11 @@ fn send(args: SendArgs) -> Result<ExitCode> {
     for note in &config.notes {
         tracing::info!("{note}");
     }
-    let pixel = match &args.pixel {
-        None => None,
-        Some(p) => Some(parse_pixel_id(p).with_context(|| format!("--pixel {p:?} is not a pixel id (digits)"))?),
-    };
     let opts = capig::send::SendOptions {
-        pixel,
-        client_ip: args.client_ip,
-        user_agent: args.user_agent,
-        cookie: args.cookie,
+        pixel: args.request.pixel_id()?,
+        client_ip: args.request.client_ip,
+        user_agent: args.request.user_agent,
+        cookie: args.request.cookie,
         wait: std::time::Duration::from_secs(args.wait_secs),
     };
     let input = Box::new(std::io::BufReader::new(std::io::stdin()));
@@ -260,11 +262,8 @@ fn transform(args: TransformArgs) -> Result<ExitCode> {
         }
         None => Policies::allow_all(DedupConfig::default()),
     };
-    let pixel_id = match &args.pixel {
-        None => None,
-        Some(p) => Some(parse_pixel_id(p).with_context(|| format!("--pixel {p:?} is not a pixel id (digits)"))?),
-    };
-    let cookie = args.cookie.as_deref().unwrap_or("");
+    let pixel_id = args.request.pixel_id()?;
+    let cookie = args.request.cookie.as_deref().unwrap_or("");
     let mut transformer = Transformer::new(policies);
     let mut parser = Parser::default();
     let stdin = std::io::stdin().lock();
@@ -279,8 +278,8 @@ fn transform(args: TransformArgs) -> Result<ExitCode> {
         let ctx = Context {
             now_ms: now_ms(),
             pixel_id,
-            client_ip: args.client_ip.as_deref(),
-            user_agent: args.user_agent.as_deref(),
+            client_ip: args.request.client_ip.as_deref(),
+            user_agent: args.request.user_agent.as_deref(),
             cookie_fbp: ids::cookie(cookie, "_fbp"),
             cookie_fbc: ids::cookie(cookie, "_fbc"),
         };

@@ -41,10 +41,10 @@ use hyper::body::Bytes;
 use tokio::sync::mpsc;
 
 use super::batch::request_body;
-use super::deadletter::{DeadLetterConfig, DeadLetterError, DeadLetters, Reason};
+use super::deadletter::{DeadLetterConfig, DeadLetterError, DeadLetters};
 use super::handoff::{CoreLink, Done, Handoff, Origin, Shared, SubmitError};
 use super::policy::{BackoffConfig, BreakerConfig, MetaError, Outcome};
-use super::schedule::{Action, LaneStatus, Part, Scheduler, SchedulerConfig};
+use super::schedule::{Action, DeadLetter, LaneStatus, Part, Scheduler, SchedulerConfig};
 use super::sender::{Sender, SenderConfig, SenderError};
 use super::spool::{RecordId, Spool, SpoolConfig, SpoolError};
 use crate::config::{Config, Secret};
@@ -157,16 +157,10 @@ pub struct DeliveryStatus {
     pub spool_full: bool,
 }
 
+/// What the delivery thread tells the writer, in order.
 enum Command {
     Ack(RecordId),
-    DeadLetter {
-        record: RecordId,
-        pixel: PixelId,
-        payload: Bytes,
-        events: u32,
-        reason: Reason,
-        meta: Option<MetaError>,
-    },
+    DeadLetter(DeadLetter),
 }
 
 enum Control {
@@ -604,14 +598,14 @@ impl Writer {
     fn command(&mut self, c: Command) {
         match c {
             Command::Ack(id) => self.ack(id),
-            Command::DeadLetter {
+            Command::DeadLetter(DeadLetter {
                 record,
                 pixel,
                 payload,
                 events,
                 reason,
                 meta,
-            } => {
+            }) => {
                 match self
                     .dead
                     .append_batch(pixel, &payload, reason, meta.as_ref(), unix_now())
@@ -814,22 +808,8 @@ async fn drive(
                 Action::Ack(id) => {
                     let _ = commands.send(Command::Ack(id));
                 }
-                Action::DeadLetter {
-                    record,
-                    pixel,
-                    payload,
-                    events,
-                    reason,
-                    meta,
-                } => {
-                    let _ = commands.send(Command::DeadLetter {
-                        record,
-                        pixel,
-                        payload,
-                        events,
-                        reason,
-                        meta,
-                    });
+                Action::DeadLetter(d) => {
+                    let _ = commands.send(Command::DeadLetter(d));
                 }
             }
         }

@@ -65,15 +65,21 @@ pub enum Action {
     Send(Part),
     /// Every part of the record is resolved: acknowledge it in the spool.
     Ack(RecordId),
-    /// Store these events (comma-separated objects) in the dead-letter store.
-    DeadLetter {
-        record: RecordId,
-        pixel: PixelId,
-        payload: Bytes,
-        events: u32,
-        reason: Reason,
-        meta: Option<MetaError>,
-    },
+    /// Store these events in the dead-letter store.
+    DeadLetter(DeadLetter),
+}
+
+/// Events of a record for the dead-letter store, with why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeadLetter {
+    pub record: RecordId,
+    pub pixel: PixelId,
+    /// Comma-separated CAPI event objects.
+    pub payload: Bytes,
+    pub events: u32,
+    pub reason: Reason,
+    /// Meta's error, when Meta refused them.
+    pub meta: Option<MetaError>,
 }
 
 /// How the scheduler sends.
@@ -371,14 +377,14 @@ impl Scheduler {
             *n += 1;
         }
         if stale_n > 0 {
-            out.push(Action::DeadLetter {
+            out.push(Action::DeadLetter(DeadLetter {
                 record: part.record,
                 pixel: part.pixel,
                 payload: Bytes::from(stale),
                 events: stale_n,
                 reason: Reason::Expired,
                 meta: None,
-            });
+            }));
         }
         if fresh_n == 0 {
             self.resolve(part.record, out);
@@ -391,14 +397,14 @@ impl Scheduler {
     }
 
     fn dead_letter(&mut self, part: &Part, reason: Reason, meta: Option<MetaError>, out: &mut Vec<Action>) {
-        out.push(Action::DeadLetter {
+        out.push(Action::DeadLetter(DeadLetter {
             record: part.record,
             pixel: part.pixel,
             payload: part.payload.clone(),
             events: part.events,
             reason,
             meta,
-        });
+        }));
     }
 
     /// One part of `record` is resolved; acknowledges the record after its last part.

@@ -55,16 +55,9 @@ pub fn capi_event(event_id: &str, event_time: u64) -> String {
 
 /// A website event without a user agent: Meta refuses it (code 100).
 pub fn invalid_event(event_id: &str, event_time: u64) -> String {
-    serde_json::json!({
-        "event_name": "Purchase",
-        "event_time": event_time,
-        "event_id": event_id,
-        "action_source": "website",
-        "event_source_url": "https://shop.example/checkout",
-        "user_data": {"em": [HASH]},
-        "custom_data": {"value": 12.5, "currency": "EUR"},
-    })
-    .to_string()
+    let mut v: serde_json::Value = serde_json::from_str(&capi_event(event_id, event_time)).unwrap();
+    v["user_data"].as_object_mut().unwrap().remove("client_user_agent");
+    v.to_string()
 }
 
 pub fn sim() -> SimHandle {

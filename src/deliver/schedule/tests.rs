@@ -57,9 +57,7 @@ fn show(actions: &[Action]) -> Vec<String> {
         .map(|a| match a {
             Action::Send(p) => format!("send p{} r{}@{}x{}", p.pixel, p.record, p.offset, p.events),
             Action::Ack(r) => format!("ack r{r}"),
-            Action::DeadLetter { reason, events, record, .. } => {
-                format!("dead r{record} {} x{events}", reason.as_str())
-            }
+            Action::DeadLetter(d) => format!("dead r{} {} x{}", d.record, d.reason.as_str(), d.events),
         })
         .collect()
 }
