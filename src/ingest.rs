@@ -1,6 +1,175 @@
-//! The ingestion side (issue 4): the per-core server that takes browser and backend
-//! events. Built piece by piece; what exists is sans-IO and tested, and no command runs a
-//! server yet:
+//! The ingestion side: `capig serve`'s per-core servers that take browser and backend
+//! events over HTTP/1.1, HTTPS and WebSocket.
+//!
+//! - [`runtime`]: one monoio runtime per core (io_uring with epoll fallback), pinned;
+//! - [`listen`]: `SO_REUSEPORT` listeners, one socket per listener and core;
+//! - [`transport`]: plain TCP or rustls (SNI per domain) as one byte stream;
+//! - [`server`]: accept loops, the HTTP connection loop, routes, the WebSocket loop;
+//! - [`core`]: a core's transform, batcher and hand-off, and the generations that say
+//!   when a client's events are durable;
 //! - [`edge`]: client IP through trusted proxies, cookie domain, `_fbp` minting.
+//!
+//! [`Server::start`] binds everything, starts the delivery side and the cores;
+//! [`Server::shutdown`] stops accepting, lets requests finish, closes the open batches
+//! into the spool and stops delivery.
 
+pub mod core;
 pub mod edge;
+pub mod listen;
+pub mod runtime;
+pub mod server;
+pub mod transport;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::config::{Config, ListenerKind};
+use crate::deliver::handoff::CoreLink;
+use crate::deliver::pipeline::{Delivery, DeliveryConfig, DeliveryError};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Listen(#[from] listen::ListenError),
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
+    #[error("an https listener needs at least one [[domains]] entry with tls_cert and tls_key")]
+    NoCertificate,
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("cannot start the core threads: {0}")]
+    Threads(std::io::Error),
+}
+
+/// How the server runs, beyond the configuration.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// Use epoll even where io_uring works.
+    pub force_epoll: bool,
+}
+
+/// A running gateway: cores, listeners and delivery.
+pub struct Server {
+    listening: Vec<(ListenerKind, SocketAddr)>,
+    stop: Arc<AtomicBool>,
+    cores: Vec<std::thread::JoinHandle<()>>,
+    delivery: Option<Delivery>,
+}
+
+type CoreSlot = Option<(Vec<(ListenerKind, std::net::TcpListener)>, CoreLink)>;
+
+impl Server {
+    pub fn start(config: Config, opts: ServeOptions) -> Result<Server, ServeError> {
+        let cores = match config.runtime.cores {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let bound = listen::bind_all(&config.listeners, cores)?;
+        let tls = if bound.iter().any(|b| b.kind == ListenerKind::Https) {
+            let certs: Vec<_> = config
+                .domains
+                .iter()
+                .filter_map(|d| d.certified_key.clone().map(|k| (d.name.clone(), k)))
+                .collect();
+            if certs.is_empty() {
+                return Err(ServeError::NoCertificate);
+            }
+            Some(transport::server_config(certs)?)
+        } else {
+            None
+        };
+        let https_port = bound
+            .iter()
+            .find(|b| b.kind == ListenerKind::Https)
+            .map(|b| b.addr.port());
+        let listening = bound.iter().map(|b| (b.kind, b.addr)).collect();
+        let (delivery, links) = Delivery::start(DeliveryConfig::from_config(&config, cores))?;
+        let settings = Arc::new(server::Settings::new(Arc::new(config), tls, https_port));
+
+        // Each core takes its own sockets and link from here once, at start.
+        let mut slots: Vec<CoreSlot> = links.into_iter().map(|l| Some((Vec::new(), l))).collect();
+        for b in bound {
+            for (core, socket) in b.sockets.into_iter().enumerate() {
+                if let Some((ls, _)) = slots[core].as_mut() {
+                    ls.push((b.kind, socket));
+                }
+            }
+        }
+        let slots = Arc::new(Mutex::new(slots));
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_c = stop.clone();
+        let handles = runtime::spawn_cores(cores, opts.force_epoll, move |core, _kind| {
+            let taken = slots.lock().unwrap_or_else(|e| e.into_inner())[core].take();
+            let settings = settings.clone();
+            let stop = stop_c.clone();
+            async move {
+                if let Some((listeners, link)) = taken {
+                    server::run_core(core, listeners, settings, link, stop).await;
+                }
+            }
+        })
+        .map_err(ServeError::Threads)?;
+        Ok(Server {
+            listening,
+            stop,
+            cores: handles,
+            delivery: Some(delivery),
+        })
+    }
+
+    /// The listeners with their real addresses (a configured port 0 is resolved).
+    pub fn listening(&self) -> &[(ListenerKind, SocketAddr)] {
+        &self.listening
+    }
+
+    /// The delivery side, for status.
+    pub fn delivery(&self) -> &Delivery {
+        self.delivery.as_ref().expect("running")
+    }
+
+    /// Stops accepting; connections finish their request (idle ones close within a
+    /// second, WebSockets get close 1001); the cores close their open batches into the
+    /// spool; delivery gets `deadline` for requests in flight to Meta.
+    pub fn shutdown(mut self, deadline: Duration) {
+        self.stop.store(true, Ordering::Relaxed);
+        for h in self.cores.drain(..) {
+            let _ = h.join();
+        }
+        if let Some(d) = self.delivery.take() {
+            d.shutdown(deadline);
+        }
+    }
+}
+
+/// Tells systemd about the service's state (`READY=1`, `STOPPING=1`, `RELOADING=1`,
+/// `WATCHDOG=1`) when it started us with `Type=notify`; does nothing otherwise.
+pub fn sd_notify(state: &str) {
+    use std::os::unix::net::UnixDatagram;
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let sent = match bytes.strip_prefix(b"@") {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(name)
+                .and_then(|addr| sock.send_to_addr(state.as_bytes(), &addr))
+        }
+        None => sock.send_to(state.as_bytes(), std::path::Path::new(&path)),
+    };
+    if let Err(e) = sent {
+        tracing::warn!("cannot notify systemd ({state}): {e}");
+    }
+}
+
+/// How often systemd wants `WATCHDOG=1` (half its `WATCHDOG_USEC`), if it does.
+pub fn watchdog_interval() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    (usec > 0).then(|| Duration::from_micros(usec / 2))
+}

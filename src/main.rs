@@ -46,6 +46,10 @@ enum Command {
     /// Run the CAPI simulator: an HTTP server that answers like the Graph API's
     /// POST /{version}/{pixel_id}/events.
     Sim(capig::sim::SimArgs),
+    /// Run the gateway: the ingestion server on every configured listener and the
+    /// delivery to the Graph API. Stops cleanly on SIGTERM or Ctrl-C; SIGHUP reloads the
+    /// pixels' access tokens.
+    Serve(ServeArgs),
     /// Read browser events (like transform) on stdin and deliver them to the Graph API
     /// through the durable spool; prints {"stored":<event_id>} once an event is stored,
     /// then waits for the spool to drain.
@@ -124,6 +128,15 @@ impl RequestArgs {
 }
 
 #[derive(clap::Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Use epoll even where io_uring works.
+    #[arg(long)]
+    epoll: bool,
+}
+
+#[derive(clap::Args)]
 struct SendArgs {
     #[command(flatten)]
     config: ConfigArgs,
@@ -142,6 +155,7 @@ fn main() -> ExitCode {
         Command::Normalize { field, value } => normalize_cmd(&field, &value),
         Command::CheckConfig(args) => check_config(args),
         Command::Send(args) => send(args),
+        Command::Serve(args) => serve(args),
         Command::Sim(args) => capig::sim::run(args).map(|()| ExitCode::SUCCESS).map_err(Into::into),
         Command::Deadletters { command: DeadlettersCommand::List { config, pixel, limit, json } } => {
             deadletters_list(config, pixel, limit, json)
@@ -166,6 +180,66 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
+}
+
+fn serve(args: ServeArgs) -> Result<ExitCode> {
+    use capig::config::ListenerKind;
+    use capig::ingest::{sd_notify, watchdog_interval, ServeOptions, Server};
+    let config = capig::config::Config::load(&args.config.config, &args.config.sets).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for note in &config.notes {
+        tracing::info!("{note}");
+    }
+    let server = Server::start(config, ServeOptions { force_epoll: args.epoll })?;
+    {
+        let mut out = std::io::stdout().lock();
+        for (kind, addr) in server.listening() {
+            let scheme = match kind {
+                ListenerKind::Https => "https",
+                ListenerKind::Http => "http",
+                ListenerKind::Redirect => "http (redirect)",
+            };
+            writeln!(out, "capig: listening on {scheme} {addr}")?;
+        }
+        out.flush()?;
+    }
+    sd_notify("READY=1");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        let watchdog = watchdog_interval();
+        loop {
+            let tick = async {
+                match watchdog {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => {
+                    sd_notify("RELOADING=1");
+                    match capig::config::Config::load(&args.config.config, &args.config.sets) {
+                        Ok(c) => {
+                            server.delivery().set_routes(capig::deliver::pipeline::routes(&c));
+                            tracing::info!("reloaded the pixels' access tokens from {}; other settings take effect at the next restart", args.config.config.display());
+                        }
+                        Err(e) => tracing::error!("reload failed, keeping the running configuration:\n{e}"),
+                    }
+                    sd_notify("READY=1");
+                }
+                _ = tick => sd_notify("WATCHDOG=1"),
+            }
+        }
+        Ok::<(), std::io::Error>(())
+    })?;
+    sd_notify("STOPPING=1");
+    tracing::info!("stopping: finishing requests, storing open batches");
+    server.shutdown(std::time::Duration::from_secs(5));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn send(args: SendArgs) -> Result<ExitCode> {

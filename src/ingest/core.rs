@@ -1,0 +1,338 @@
+//! One ingestion core's shared state: the transform, the batcher and the hand-off link,
+//! and the **generations** that tell waiting clients when their events are durable.
+//!
+//! Every connection task of a core borrows this state (a `RefCell` in an `Rc`: the core
+//! is one thread, and no borrow is ever held across an `.await`). A request's events are
+//! transformed straight from its buffer into the open batches; the request then waits for
+//! the *open generation*. The core's flusher closes the open generation — closes every
+//! open batch and hands them over — as soon as requests wait on it and fewer than
+//! [`MAX_GENERATIONS_IN_FLIGHT`] older generations are still waiting for the spool. So a
+//! lone request is answered after one group commit, and under load every request that
+//! arrives during a commit joins the next generation: batches grow with the load
+//! (group commit), latency stays about two commit intervals.
+//!
+//! A generation is durable when every batch closed for it came back `Ok`; if any was
+//! refused (a full spool), every request of the generation is refused with that error
+//! and resends (its events keep their `event_id`s; a batch of the generation that did get
+//! stored is then delivered twice, which Meta deduplicates).
+//!
+//! Hot path: no allocation per event — the transform writes into a kept scratch buffer,
+//! the batcher into recycled batch buffers; the maps here are per generation.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Instant;
+
+use crate::deliver::batch::{BatchConfig, Batcher, ClosedBatch};
+use crate::deliver::handoff::{CoreLink, Done, Origin, SubmitError, Ticket};
+use crate::event::json::{write_str, Parser, Val};
+use crate::event::policy::{PixelId, Policies};
+use crate::event::reject::Rejection;
+use crate::event::{Context, Transformer};
+
+/// Closed generations waiting for the spool at once, per core.
+pub const MAX_GENERATIONS_IN_FLIGHT: usize = 2;
+/// Failed generations remembered for their waiters.
+const FAILED_KEPT: usize = 1024;
+
+/// A generation number: the open one collects events, lower ones are closed.
+pub type Generation = u64;
+
+struct GenState {
+    pending: u32,
+    error: Option<SubmitError>,
+}
+
+/// A core's ingestion state.
+pub struct CoreState {
+    /// `None` only during [`CoreState::ingest`], which takes it out so that the parse
+    /// closure can borrow the rest.
+    parser: Option<Parser>,
+    pub transformer: Transformer,
+    batcher: Batcher,
+    link: CoreLink,
+    scratch: Vec<u8>,
+    closed: Vec<ClosedBatch>,
+    done: Vec<Done>,
+    open: Generation,
+    open_events: u32,
+    tickets: HashMap<Ticket, Generation>,
+    in_flight: BTreeMap<Generation, GenState>,
+    failed: VecDeque<(Generation, SubmitError)>,
+}
+
+impl CoreState {
+    pub fn new(policies: Policies, batch: BatchConfig, link: CoreLink) -> CoreState {
+        CoreState {
+            parser: Some(Parser::default()),
+            transformer: Transformer::new(policies),
+            batcher: Batcher::new(batch),
+            link,
+            scratch: Vec::with_capacity(4096),
+            closed: Vec::new(),
+            done: Vec::new(),
+            open: 1,
+            open_events: 0,
+            tickets: HashMap::new(),
+            in_flight: BTreeMap::new(),
+            failed: VecDeque::new(),
+        }
+    }
+
+    /// Whether new events must be refused now (the spool is full).
+    pub fn refusing(&self) -> Option<SubmitError> {
+        self.link.spool_full().then(|| self.link.full_error())
+    }
+
+    /// The generation events added now belong to.
+    pub fn open_generation(&self) -> Generation {
+        self.open
+    }
+
+    /// Whether the flusher has something to close.
+    pub fn wants_flush(&self) -> bool {
+        let closed_in_flight = self.in_flight.range(..self.open).count();
+        self.open_events > 0 && closed_in_flight < MAX_GENERATIONS_IN_FLIGHT
+    }
+
+    /// Whether generations wait for the spool (the flusher polls while so).
+    pub fn has_in_flight(&self) -> bool {
+        !self.in_flight.is_empty()
+    }
+
+    /// Replaces the pixel policies (a reload); the dedup windows start empty.
+    pub fn set_policies(&mut self, policies: Policies) {
+        self.transformer.policies = policies;
+    }
+
+    /// Closes the open generation: every open batch is handed over.
+    pub fn close_generation(&mut self) {
+        if self.open_events == 0 {
+            return;
+        }
+        let g = self.open;
+        self.open += 1;
+        self.open_events = 0;
+        self.batcher.flush_all(&mut self.closed);
+        self.submit_closed(g);
+        // Nothing of it is waiting for the spool (every batch refused, or the early
+        // ones answered already): it is finished now.
+        if self.in_flight.get(&g).is_none_or(|s| s.pending == 0) {
+            let error = self.in_flight.remove(&g).and_then(|s| s.error);
+            self.finish(g, error);
+        }
+    }
+
+    /// Hands the closed batches over as part of generation `g`.
+    fn submit_closed(&mut self, g: Generation) {
+        for b in std::mem::take(&mut self.closed) {
+            let result = self.link.submit(b);
+            let state = self.in_flight.entry(g).or_insert(GenState {
+                pending: 0,
+                error: None,
+            });
+            match result {
+                Ok(t) => {
+                    self.tickets.insert(t, g);
+                    state.pending += 1;
+                }
+                Err(e) => state.error = Some(e),
+            }
+        }
+    }
+
+    /// Takes the spool's answers; true when some generation finished.
+    pub fn poll(&mut self) -> bool {
+        self.link.poll(&mut self.done);
+        let mut finished = false;
+        for d in std::mem::take(&mut self.done) {
+            let Origin::Fresh(t) = d.origin else { continue };
+            let Some(g) = self.tickets.remove(&t) else { continue };
+            let Some(state) = self.in_flight.get_mut(&g) else { continue };
+            state.pending -= 1;
+            if let Err(e) = d.result {
+                state.error = Some(e);
+            }
+            // The open generation's early batches (full ones) may all be answered
+            // before it closes: it stays open, with their error if any.
+            if state.pending == 0 && g < self.open {
+                let state = self.in_flight.remove(&g).expect("present above");
+                self.finish(g, state.error);
+                finished = true;
+            }
+        }
+        finished
+    }
+
+    fn finish(&mut self, g: Generation, error: Option<SubmitError>) {
+        if let Some(e) = error {
+            if self.failed.len() == FAILED_KEPT {
+                self.failed.pop_front();
+            }
+            self.failed.push_back((g, e));
+        }
+    }
+
+    /// `None` while generation `g` is open or in flight; then whether it was stored.
+    pub fn result(&self, g: Generation) -> Option<Result<(), SubmitError>> {
+        if g >= self.open || self.in_flight.contains_key(&g) {
+            return None;
+        }
+        match self.failed.iter().find(|(f, _)| *f == g) {
+            Some((_, e)) => Some(Err(e.clone())),
+            None => Some(Ok(())),
+        }
+    }
+
+    /// Transforms one event into its pixel's open batch (the server API's pixel comes
+    /// in `ctx.pixel_id`).
+    pub fn add_event(&mut self, v: Val<'_, '_>, ctx: &Context<'_>, now: Instant) -> Result<PixelId, Rejection> {
+        self.scratch.clear();
+        let a = self.transformer.transform(v, ctx, &mut self.scratch)?;
+        self.batcher
+            .push(a.pixel_id, now, a.event_time, &self.scratch, &mut self.closed);
+        self.open_events += 1;
+        // A batch that filled up (1,000 events, the byte cap) goes at once, as part of
+        // the open generation.
+        if !self.closed.is_empty() {
+            self.submit_closed(self.open);
+        }
+        Ok(a.pixel_id)
+    }
+}
+
+/// What a request body holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyShape {
+    /// `POST /capig/events`, a WebSocket message: one browser event object or an array.
+    Browser,
+    /// `POST /capi/{pixel}/events`: `{"data":[…CAPI events…], "accessKey":"…"}`.
+    Server,
+}
+
+/// Why a whole body was refused (each event's own refusals are in the answer instead).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("the body is not valid JSON: {0}; send one event object or an array of them")]
+    Json(String),
+    #[error("the body holds {found} events; send at most {max} per request")]
+    TooManyEvents { found: usize, max: usize },
+    #[error("the body must be a JSON object {{\"data\":[…], \"accessKey\":\"…\"}}")]
+    NotServerBody,
+    #[error("the body has no \"accessKey\"; send the pixel's access key from the gateway's configuration")]
+    MissingKey,
+    #[error("the \"accessKey\" is not valid for this pixel; check the key in the pixel's access_keys_file")]
+    WrongKey,
+}
+
+impl BodyError {
+    pub fn status(&self) -> u16 {
+        match self {
+            BodyError::Json(_) | BodyError::NotServerBody => 400,
+            BodyError::TooManyEvents { .. } => 413,
+            BodyError::MissingKey => 401,
+            BodyError::WrongKey => 403,
+        }
+    }
+}
+
+/// Counts of one body.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ingested {
+    pub added: u32,
+    pub rejected: u32,
+}
+
+impl CoreState {
+    /// Parses `body` in place and transforms every event into the open batches. Writes
+    /// the per-event part of the answer into `ids` (`"id","id"` of the events taken) and
+    /// `rejected` (`{"event_id":…,"reason":…,"message":…}` objects, comma-separated).
+    /// `key_ok` checks a server body's `accessKey` before anything is taken.
+    #[allow(clippy::too_many_arguments)]
+    pub fn ingest(
+        &mut self,
+        body: &mut [u8],
+        shape: BodyShape,
+        ctx: &Context<'_>,
+        now: Instant,
+        max_events: usize,
+        key_ok: &dyn Fn(&str) -> bool,
+        ids: &mut Vec<u8>,
+        rejected: &mut Vec<u8>,
+    ) -> Result<Ingested, BodyError> {
+        let mut parser = self.parser.take().unwrap_or_default();
+        let result = parser.parse(body, |root| {
+            let events = match shape {
+                BodyShape::Browser => root,
+                BodyShape::Server => {
+                    let Some(entries) = root.entries() else {
+                        return Err(BodyError::NotServerBody);
+                    };
+                    let (mut data, mut key) = (None, None);
+                    for (k, v) in entries {
+                        match k {
+                            "data" => data = Some(v),
+                            "accessKey" => key = v.as_str(),
+                            _ => {}
+                        }
+                    }
+                    match key {
+                        None => return Err(BodyError::MissingKey),
+                        Some(k) if !key_ok(k) => return Err(BodyError::WrongKey),
+                        Some(_) => {}
+                    }
+                    match data {
+                        Some(d) if d.elements().is_some() => d,
+                        _ => return Err(BodyError::NotServerBody),
+                    }
+                }
+            };
+            let n = events.elements().map_or(1, |e| e.count());
+            if n > max_events {
+                return Err(BodyError::TooManyEvents { found: n, max: max_events });
+            }
+            let mut counts = Ingested::default();
+            let mut one = |v: Val<'_, '_>| {
+                let id = v
+                    .entries()
+                    .and_then(|mut e| e.find(|(k, _)| *k == "event_id"))
+                    .and_then(|(_, v)| v.as_str());
+                match self.add_event(v, ctx, now) {
+                    Ok(_) => {
+                        counts.added += 1;
+                        if !ids.is_empty() {
+                            ids.push(b',');
+                        }
+                        opt_str(ids, id);
+                    }
+                    Err(r) => {
+                        counts.rejected += 1;
+                        if !rejected.is_empty() {
+                            rejected.push(b',');
+                        }
+                        rejected.extend_from_slice(b"{\"event_id\":");
+                        opt_str(rejected, id);
+                        rejected.extend_from_slice(b",\"reason\":");
+                        write_str(rejected, r.reason.as_str());
+                        rejected.extend_from_slice(b",\"message\":");
+                        write_str(rejected, &r.to_string());
+                        rejected.push(b'}');
+                    }
+                }
+            };
+            match events.elements() {
+                Some(all) => all.for_each(&mut one),
+                None => one(events),
+            }
+            Ok(counts)
+        });
+        self.parser = Some(parser);
+        result.map_err(|e| BodyError::Json(e.to_string()))?
+    }
+}
+
+fn opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => write_str(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+}

@@ -1,0 +1,838 @@
+//! The ingestion server: per-core accept loops, the HTTP/1.1 connection loop, the routes,
+//! and the WebSocket loop. The protocol work is the sans-IO codecs' (`proto::http1`,
+//! `proto::websocket`) and the event work `CoreState`'s; this module moves bytes between
+//! sockets and them, and waits where a client must wait (for its events to be durable).
+//!
+//! Routes (DESIGN.md): `POST /capig/events` (browser events, JSON or `text/plain`, CORS
+//! for the domains' origins, `OPTIONS` preflight), `GET /capig/ws` (WebSocket),
+//! `POST /capi/{pixel_id}/events` (the server API: `202` once durable), `GET /healthz`,
+//! `GET /readyz`. Answers to browsers are `{"stored":[ids],"rejected":[…]}` once the
+//! stored events are durable; a WebSocket gets the same object as a text message per
+//! message it sent.
+//!
+//! Hot path: one read buffer and one write buffer per connection, reused for every
+//! request; the body is parsed where it lies; header views borrow the buffer; no lock is
+//! shared with another core (the core's state is a `RefCell`, never borrowed across an
+//! `.await`).
+
+use std::cell::{Cell, RefCell};
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Notify;
+
+use super::core::{BodyShape, CoreState, Generation};
+use super::edge::{self, FbpMinter, IpText};
+use super::transport::Transport;
+use crate::config::{Config, IpNet, ListenerKind, Secret};
+use crate::deliver::batch::BatchConfig;
+use crate::deliver::handoff::{CoreLink, SubmitError};
+use crate::event::ids;
+use crate::event::policy::{parse_pixel_id, PixelId};
+use crate::event::Context;
+use crate::proto::http1::{self, header_slots, Decoded, Method, Persistence, ReplyTo, Response};
+use crate::proto::websocket::{self, handshake, CloseCode, Item, MessageKind};
+
+/// Header slots per parse: the configuration's largest `header_count` (the slots are
+/// uninitialized stack space, dropped before any `.await`).
+const HEADER_SLOTS: usize = 1024;
+/// How often the flusher looks at the spool's answers while generations are in flight.
+const POLL_EVERY: Duration = Duration::from_micros(250);
+/// How often the flusher looks at the stop flag.
+const STOP_CHECK: Duration = Duration::from_millis(100);
+/// After a stop, once no generation waits for the spool: time for the connections to
+/// write their last answers before the core ends (and drops them).
+const STOP_GRACE: Duration = Duration::from_millis(100);
+
+/// What every core needs, shared read-only.
+pub struct Settings {
+    pub http: http1::Limits,
+    pub ws: websocket::Config,
+    pub events_per_request: usize,
+    pub connections_per_core: usize,
+    pub sites: Vec<Site>,
+    pub access_keys: Vec<(PixelId, Vec<Secret>)>,
+    pub trusted: Vec<IpNet>,
+    pub minter: FbpMinter,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub batch: BatchConfig,
+    /// The HTTPS port the redirect listener sends browsers to.
+    pub https_port: Option<u16>,
+    pub config: Arc<Config>,
+}
+
+/// One of capig's domains, as the routes need it.
+#[derive(Clone, Debug)]
+pub struct Site {
+    pub name: String,
+    pub origins: Vec<String>,
+}
+
+impl Settings {
+    pub fn new(config: Arc<Config>, tls: Option<Arc<rustls::ServerConfig>>, https_port: Option<u16>) -> Settings {
+        Settings {
+            http: http1::Limits::from(&config.limits),
+            ws: websocket::Config::from(&config.limits),
+            events_per_request: config.limits.events_per_request,
+            connections_per_core: config.limits.connections_per_core,
+            sites: config
+                .domains
+                .iter()
+                .map(|d| Site { name: d.name.clone(), origins: d.origins.clone() })
+                .collect(),
+            access_keys: config.pixels.iter().map(|p| (p.id, p.access_keys.clone())).collect(),
+            trusted: config.trusted_proxies.clone(),
+            minter: FbpMinter::random(),
+            tls,
+            batch: BatchConfig::from(&config.upstream),
+            https_port,
+            config,
+        }
+    }
+
+    fn key_ok(&self, pixel: PixelId, key: &str) -> bool {
+        self.access_keys
+            .iter()
+            .find(|(p, _)| *p == pixel)
+            .is_some_and(|(_, keys)| keys.iter().fold(false, |hit, k| k.matches(key.as_bytes()) | hit))
+    }
+
+    /// Whether a browser origin may call us: one of the request's domain's origins, or
+    /// (when the host is none of ours, e.g. an IP) of any domain's.
+    fn origin_allowed(&self, host: Option<&str>, origin: &str) -> bool {
+        let site = host.and_then(|h| self.sites.iter().find(|s| s.name.eq_ignore_ascii_case(h)));
+        match site {
+            Some(s) => s.origins.iter().any(|o| o.eq_ignore_ascii_case(origin)),
+            None => self.sites.iter().any(|s| s.origins.iter().any(|o| o.eq_ignore_ascii_case(origin))),
+        }
+    }
+}
+
+/// One core's runtime state.
+pub struct CoreCtx {
+    pub core: usize,
+    pub state: RefCell<CoreState>,
+    pub settings: Arc<Settings>,
+    /// A request waits on the open generation: close it soon.
+    flush: Notify,
+    /// Some generation finished.
+    done: Notify,
+    stop: Arc<AtomicBool>,
+    connections: Cell<usize>,
+}
+
+/// Runs one core: its accept loops and its flusher, until `stop`; then closes the open
+/// batches into the spool.
+pub async fn run_core(
+    core: usize,
+    listeners: Vec<(ListenerKind, std::net::TcpListener)>,
+    settings: Arc<Settings>,
+    link: CoreLink,
+    stop: Arc<AtomicBool>,
+) {
+    let state = CoreState::new(settings.config.policies(), settings.batch, link);
+    let ctx = Rc::new(CoreCtx {
+        core,
+        state: RefCell::new(state),
+        settings,
+        flush: Notify::new(),
+        done: Notify::new(),
+        stop,
+        connections: Cell::new(0),
+    });
+    for (kind, l) in listeners {
+        match monoio::net::TcpListener::from_std(l) {
+            Ok(l) => {
+                monoio::spawn(accept_loop(l, kind, ctx.clone()));
+            }
+            Err(e) => tracing::error!("core {core}: cannot use a listener: {e}"),
+        }
+    }
+    flusher(&ctx).await;
+}
+
+/// Closes generations when requests wait on them and collects the spool's answers.
+async fn flusher(ctx: &CoreCtx) {
+    loop {
+        let (changed, busy) = {
+            let mut s = ctx.state.borrow_mut();
+            let mut changed = false;
+            if s.wants_flush() {
+                s.close_generation();
+                changed = true;
+            }
+            changed |= s.poll();
+            (changed, s.has_in_flight() || s.wants_flush())
+        };
+        if changed {
+            ctx.done.notify_waiters();
+        }
+        if ctx.stop.load(Ordering::Relaxed) && !busy {
+            // Requests that were waiting got their generation's result; let them write it.
+            monoio::time::sleep(STOP_GRACE).await;
+            let s = ctx.state.borrow();
+            if !s.has_in_flight() && !s.wants_flush() {
+                return;
+            }
+            continue;
+        }
+        if busy {
+            monoio::time::sleep(POLL_EVERY).await;
+        } else {
+            let _ = monoio::time::timeout(STOP_CHECK, ctx.flush.notified()).await;
+        }
+    }
+}
+
+/// Waits until generation `g` is durable (or was refused).
+async fn durable(ctx: &CoreCtx, g: Generation) -> Result<(), SubmitError> {
+    ctx.flush.notify_one();
+    loop {
+        let notified = ctx.done.notified();
+        let mut notified = std::pin::pin!(notified);
+        notified.as_mut().enable();
+        if let Some(r) = ctx.state.borrow().result(g) {
+            return r;
+        }
+        notified.await;
+    }
+}
+
+async fn accept_loop(listener: monoio::net::TcpListener, kind: ListenerKind, ctx: Rc<CoreCtx>) {
+    loop {
+        if ctx.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        // No timeout around accept: a cancelled accept could still take a connection
+        // and drop it. At shutdown the core's runtime ends, and this task with it.
+        let (stream, peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!("core {}: accept failed: {e}", ctx.core);
+                monoio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        if ctx.connections.get() >= ctx.settings.connections_per_core {
+            metrics::counter!("capig_connections_refused_total", "reason" => "per_core_cap").increment(1);
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let ctx = ctx.clone();
+        monoio::spawn(async move {
+            ctx.connections.set(ctx.connections.get() + 1);
+            let transport = match (kind, &ctx.settings.tls) {
+                (ListenerKind::Https, Some(tls)) => Transport::tls(stream, tls.clone()),
+                (ListenerKind::Https, None) => Err(std::io::Error::other("no certificate configured")),
+                _ => Ok(Transport::Plain(stream)),
+            };
+            if let Ok(t) = transport {
+                let label = match kind {
+                    ListenerKind::Https => "https",
+                    ListenerKind::Http => "http",
+                    ListenerKind::Redirect => "redirect",
+                };
+                metrics::gauge!("capig_open_connections", "transport" => label).increment(1.0);
+                Connection::new(t, peer, kind, &ctx).run().await;
+                metrics::gauge!("capig_open_connections", "transport" => label).decrement(1.0);
+            }
+            ctx.connections.set(ctx.connections.get() - 1);
+        });
+    }
+}
+
+/// What a request handler decided, beyond the bytes written into `out`.
+enum After {
+    KeepGoing,
+    Close,
+    Upgrade(websocket::Connection),
+}
+
+struct Connection<'c> {
+    t: Transport,
+    peer: IpAddr,
+    kind: ListenerKind,
+    ctx: &'c CoreCtx,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+    /// Per-request answer parts (ids taken, rejections), kept for their capacity.
+    ids: Vec<u8>,
+    rejected: Vec<u8>,
+    body: Vec<u8>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl<'c> Connection<'c> {
+    fn new(t: Transport, peer: SocketAddr, kind: ListenerKind, ctx: &'c CoreCtx) -> Connection<'c> {
+        Connection {
+            t,
+            peer: peer.ip(),
+            kind,
+            ctx,
+            buf: Vec::with_capacity(16 << 10),
+            out: Vec::with_capacity(4 << 10),
+            ids: Vec::new(),
+            rejected: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    async fn run(mut self) {
+        let mut http = http1::Conn::new(self.ctx.settings.http, Instant::now());
+        loop {
+            // Answer every complete request in the buffer (pipelining), then read.
+            let mut after = After::KeepGoing;
+            let mut wait: Option<Generation> = None;
+            let mut consumed = 0;
+            let mut need_read = false;
+            // The request borrows the read buffer while the handler writes the answer
+            // into the connection's other buffers: take it out for the while.
+            let mut buf = std::mem::take(&mut self.buf);
+            {
+                let now = Instant::now();
+                let mut slots = header_slots::<HEADER_SLOTS>();
+                match http.decode(&mut buf[..], &mut slots, now) {
+                    Ok(Decoded::Incomplete(inc)) => {
+                        buf.truncate(inc.filled);
+                        if inc.send_continue {
+                            http1::write_continue(&mut self.out);
+                        }
+                        need_read = true;
+                    }
+                    Ok(Decoded::Request(req)) => {
+                        consumed = req.consumed;
+                        let (a, w) = self.handle(req, now);
+                        after = a;
+                        wait = w;
+                    }
+                    Err(e) => {
+                        e.write_response(&mut self.out, ReplyTo::CLOSE);
+                        after = After::Close;
+                    }
+                }
+            }
+            self.buf = buf;
+            if let Some(g) = wait {
+                // The answer in `out` holds only once the events are durable; replace it
+                // with a 503 if they were refused.
+                if let Err(e) = durable(self.ctx, g).await {
+                    self.out.clear();
+                    refuse_503(&mut self.out, &e, ReplyTo { persistence: Persistence::KeepAlive, head_only: false });
+                }
+            }
+            if consumed > 0 {
+                self.buf.drain(..consumed);
+                http.response_sent(Instant::now());
+            }
+            if !self.out.is_empty() && !self.flush().await {
+                return;
+            }
+            match after {
+                After::Close => return,
+                After::Upgrade(ws) => {
+                    self.websocket(ws).await;
+                    return;
+                }
+                After::KeepGoing => {}
+            }
+            if !need_read {
+                continue;
+            }
+            match self.read_more(http.deadline().map(|d| d.at)).await {
+                Read::Data => {}
+                Read::Eof | Read::Stop => return,
+                Read::Deadline => {
+                    if let Some(http1::Expired::Respond(e)) = http.expire(Instant::now()) {
+                        e.write_response(&mut self.out, ReplyTo::CLOSE);
+                        let _ = self.flush().await;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reads more bytes into `buf`, until `deadline` (then the connection ends: a read
+    /// cancelled at its deadline may have taken bytes with it, which matters no more).
+    /// A stopping core does not wait for idle connections: it ends, and drops them.
+    async fn read_more(&mut self, deadline: Option<Instant>) -> Read {
+        if self.buf.is_empty() && self.ctx.stop.load(Ordering::Relaxed) {
+            return Read::Stop;
+        }
+        let left = deadline.map_or(Duration::from_secs(3600), |d| d.saturating_duration_since(Instant::now()));
+        if left.is_zero() {
+            return Read::Deadline;
+        }
+        let buf = std::mem::take(&mut self.buf);
+        match monoio::time::timeout(left, self.t.read_into(buf)).await {
+            Ok((Ok(0), _)) | Ok((Err(_), _)) => Read::Eof,
+            Ok((Ok(_), buf)) => {
+                self.buf = buf;
+                Read::Data
+            }
+            Err(_) => Read::Deadline,
+        }
+    }
+
+    async fn flush(&mut self) -> bool {
+        let out = std::mem::take(&mut self.out);
+        let (r, mut out) = self.t.write_all(out).await;
+        out.clear();
+        self.out = out;
+        r.is_ok()
+    }
+
+    /// Routes one request; writes the answer into `out` (or the upgrade response).
+    fn handle(&mut self, req: http1::Request<'_, '_>, now: Instant) -> (After, Option<Generation>) {
+        let head = &req.head;
+        let to = head.reply_to();
+        let after = if to.persistence == Persistence::Close { After::Close } else { After::KeepGoing };
+        if self.kind == ListenerKind::Redirect {
+            self.redirect(head);
+            return (After::Close, None);
+        }
+        let path = head.path();
+        let method = head.method();
+        match (path, method) {
+            ("/healthz", Method::Get | Method::Head) => {
+                text(&mut self.out, 200, "ok\n", to);
+                (after, None)
+            }
+            ("/readyz", Method::Get | Method::Head) => {
+                match self.ctx.state.borrow().refusing() {
+                    None => text(&mut self.out, 200, "ready\n", to),
+                    Some(e) => refuse_503(&mut self.out, &e, to),
+                }
+                (after, None)
+            }
+            ("/capig/events", Method::Options) => {
+                self.preflight(head, to);
+                (after, None)
+            }
+            ("/capig/events", Method::Post) => self.browser_post(req, now, after),
+            ("/capig/ws", Method::Get) => self.upgrade(head, now),
+            (p, Method::Post) if p.starts_with("/capi/") && p.ends_with("/events") => {
+                let pixel = &p["/capi/".len()..p.len() - "/events".len()];
+                self.server_post(pixel, req, now, after)
+            }
+            ("/healthz" | "/readyz" | "/capig/ws", _) => {
+                http1::Error::MethodNotAllowed { allow: "GET" }.write_response(&mut self.out, to);
+                (after, None)
+            }
+            ("/capig/events", _) => {
+                http1::Error::MethodNotAllowed { allow: "POST, OPTIONS" }.write_response(&mut self.out, to);
+                (after, None)
+            }
+            (p, _) if p.starts_with("/capi/") => {
+                http1::Error::MethodNotAllowed { allow: "POST" }.write_response(&mut self.out, to);
+                (after, None)
+            }
+            _ => {
+                http1::Error::NotFound.write_response(&mut self.out, to);
+                (after, None)
+            }
+        }
+    }
+
+    fn redirect(&mut self, head: &http1::RequestHead<'_, '_>) {
+        let host = head.host().and_then(|h| std::str::from_utf8(h).ok()).unwrap_or("");
+        let host = host.rsplit_once(':').map_or(host, |(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { host });
+        let mut location = Vec::with_capacity(64);
+        location.extend_from_slice(b"https://");
+        location.extend_from_slice(host.as_bytes());
+        if let Some(port) = self.ctx.settings.https_port.filter(|&p| p != 443) {
+            location.extend_from_slice(format!(":{port}").as_bytes());
+        }
+        location.extend_from_slice(head.target().as_bytes());
+        http1::write_response(
+            &mut self.out,
+            &Response {
+                status: 308,
+                headers: &[("Location", &location), ("Content-Type", b"text/plain; charset=utf-8")],
+                body: b"capig answers over https only\n",
+                to: ReplyTo::CLOSE,
+            },
+        );
+    }
+
+    fn preflight(&mut self, head: &http1::RequestHead<'_, '_>, to: ReplyTo) {
+        let host = host_of(head);
+        match head.header("origin").and_then(|o| std::str::from_utf8(o).ok()) {
+            Some(origin) if self.ctx.settings.origin_allowed(host, origin) => http1::write_response(
+                &mut self.out,
+                &Response {
+                    status: 204,
+                    headers: &[
+                        ("Access-Control-Allow-Origin", origin.as_bytes()),
+                        ("Access-Control-Allow-Credentials", b"true"),
+                        ("Access-Control-Allow-Methods", b"POST, OPTIONS"),
+                        ("Access-Control-Allow-Headers", b"content-type"),
+                        ("Access-Control-Max-Age", b"86400"),
+                        ("Vary", b"Origin"),
+                    ],
+                    body: b"",
+                    to,
+                },
+            ),
+            _ => text(&mut self.out, 403, "this origin may not send events here; add it to the domain's origins in capig.toml\n", to),
+        }
+    }
+
+    /// The edge's view of a request: client IP, user agent, cookies, a minted `_fbp`.
+    fn edge<'h>(&self, head: &http1::RequestHead<'h, 'h>) -> Edge<'h> {
+        let headers = head.headers();
+        let ip = edge::client_ip(
+            self.peer,
+            headers.iter().filter(|h| h.name.eq_ignore_ascii_case("forwarded")).map(|h| h.value),
+            headers.iter().filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for")).map(|h| h.value),
+            &self.ctx.settings.trusted,
+        );
+        let cookie = head.header("cookie").and_then(|c| std::str::from_utf8(c).ok()).unwrap_or("");
+        let fbp = ids::cookie(cookie, "_fbp").filter(|v| ids::is_valid_fbp(v));
+        Edge {
+            ip: IpText::new(ip),
+            user_agent: head.header("user-agent").and_then(|u| std::str::from_utf8(u).ok()),
+            fbp,
+            fbc: ids::cookie(cookie, "_fbc"),
+            origin: head.header("origin").and_then(|o| std::str::from_utf8(o).ok()),
+            host: host_of(head),
+        }
+    }
+
+    fn browser_post(&mut self, mut req: http1::Request<'_, '_>, now: Instant, after: After) -> (After, Option<Generation>) {
+        let to = req.head.reply_to();
+        let edge = self.edge(&req.head);
+        if let Some(origin) = edge.origin {
+            if !self.ctx.settings.origin_allowed(edge.host, origin) {
+                text(&mut self.out, 403, "this origin may not send events here; add it to the domain's origins in capig.toml\n", to);
+                return (after, None);
+            }
+        }
+        let minted = edge.fbp.is_none().then(|| self.mint(&edge));
+        let ctx = Context {
+            now_ms: now_ms(),
+            pixel_id: None,
+            client_ip: Some(edge.ip.as_str()),
+            user_agent: edge.user_agent,
+            cookie_fbp: edge.fbp.or(minted.as_ref().map(|m| m.0.as_str())),
+            cookie_fbc: edge.fbc,
+        };
+        let mut extra: Vec<(&str, &[u8])> = Vec::with_capacity(4);
+        if let Some(origin) = edge.origin {
+            extra.push(("Access-Control-Allow-Origin", origin.as_bytes()));
+            extra.push(("Access-Control-Allow-Credentials", b"true"));
+            extra.push(("Vary", b"Origin"));
+        }
+        let cookie_line;
+        if let Some((fbp, domain)) = &minted {
+            let mut line = Vec::with_capacity(128);
+            edge::write_fbp_cookie(&mut line, fbp.as_str(), domain.as_deref());
+            cookie_line = line;
+            // "Set-Cookie: " and the CRLF are the response writer's.
+            extra.push(("Set-Cookie", &cookie_line[12..cookie_line.len() - 2]));
+        }
+        self.ingest_and_answer(&mut req.body, BodyShape::Browser, &ctx, now, None, &extra, to, 200, after)
+    }
+
+    fn mint(&self, edge: &Edge<'_>) -> (edge::FbpText, Option<String>) {
+        let page = edge.origin.and_then(edge::origin_host);
+        let domain = edge.host.and_then(|h| edge::cookie_domain(h, page)).map(str::to_owned);
+        let fbp = self.ctx.settings.minter.mint(edge.ip.as_str(), edge.user_agent.unwrap_or(""), now_ms(), domain.as_deref());
+        (fbp, domain)
+    }
+
+    fn server_post(&mut self, pixel: &str, mut req: http1::Request<'_, '_>, now: Instant, after: After) -> (After, Option<Generation>) {
+        let to = req.head.reply_to();
+        let Some(pixel) = parse_pixel_id(pixel) else {
+            text(&mut self.out, 404, "no such pixel: the path is /capi/{pixel_id}/events with the pixel id in digits\n", to);
+            return (after, None);
+        };
+        if !self.ctx.settings.access_keys.iter().any(|(p, keys)| *p == pixel && !keys.is_empty()) {
+            text(&mut self.out, 403, "this pixel takes no server events: give it an access_keys_file in capig.toml\n", to);
+            return (after, None);
+        }
+        let edge = self.edge(&req.head);
+        let ctx = Context {
+            now_ms: now_ms(),
+            pixel_id: Some(pixel),
+            client_ip: None,
+            user_agent: None,
+            cookie_fbp: None,
+            cookie_fbc: None,
+        };
+        let _ = edge;
+        self.ingest_and_answer(&mut req.body, BodyShape::Server, &ctx, now, Some(pixel), &[], to, 202, after)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn ingest_and_answer(
+        &mut self,
+        body: &mut [u8],
+        shape: BodyShape,
+        ctx: &Context<'_>,
+        now: Instant,
+        key_pixel: Option<PixelId>,
+        extra: &[(&str, &[u8])],
+        to: ReplyTo,
+        ok_status: u16,
+        after: After,
+    ) -> (After, Option<Generation>) {
+        let mut state = self.ctx.state.borrow_mut();
+        if let Some(e) = state.refusing() {
+            refuse_503(&mut self.out, &e, to);
+            return (after, None);
+        }
+        self.ids.clear();
+        self.rejected.clear();
+        let settings = &self.ctx.settings;
+        let key_ok = |k: &str| key_pixel.is_some_and(|p| settings.key_ok(p, k));
+        let result = state.ingest(body, shape, ctx, now, settings.events_per_request, &key_ok, &mut self.ids, &mut self.rejected);
+        let g = state.open_generation();
+        drop(state);
+        match result {
+            Err(e) => {
+                let mut msg = e.to_string();
+                msg.push('\n');
+                text(&mut self.out, e.status(), &msg, to);
+                (after, None)
+            }
+            Ok(n) => {
+                metrics::counter!("capig_events_received_total", "channel" => if shape == BodyShape::Browser { "browser" } else { "server" })
+                    .increment(u64::from(n.added + n.rejected));
+                self.body.clear();
+                if shape == BodyShape::Server {
+                    self.body.extend_from_slice(format!("{{\"events_received\":{},\"rejected\":[", n.added).as_bytes());
+                } else {
+                    self.body.extend_from_slice(b"{\"stored\":[");
+                    self.body.extend_from_slice(&self.ids);
+                    self.body.extend_from_slice(b"],\"rejected\":[");
+                }
+                self.body.extend_from_slice(&self.rejected);
+                self.body.extend_from_slice(b"]}");
+                let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(extra.len() + 1);
+                headers.push(("Content-Type", b"application/json"));
+                headers.extend_from_slice(extra);
+                http1::write_response(&mut self.out, &Response { status: ok_status, headers: &headers, body: &self.body, to });
+                (after, (n.added > 0).then_some(g))
+            }
+        }
+    }
+
+    fn upgrade(&mut self, head: &http1::RequestHead<'_, '_>, now: Instant) -> (After, Option<Generation>) {
+        let headers = head.headers().iter().map(|h| (h.name, h.value));
+        let accept = match handshake::check_request(head.method_str(), headers) {
+            Ok(a) => a,
+            Err(e) => {
+                e.write_response(&mut self.out);
+                return (After::Close, None);
+            }
+        };
+        let edge = self.edge(head);
+        match edge.origin {
+            Some(origin) if self.ctx.settings.origin_allowed(edge.host, origin) => {}
+            _ => {
+                text(&mut self.out, 403, "this origin may not open a WebSocket here; add it to the domain's origins in capig.toml\n", ReplyTo::CLOSE);
+                return (After::Close, None);
+            }
+        }
+        let mut extra: Vec<(&str, &[u8])> = Vec::new();
+        let cookie_line;
+        let minted = edge.fbp.is_none().then(|| self.mint(&edge));
+        if let Some((fbp, domain)) = &minted {
+            let mut line = Vec::with_capacity(128);
+            edge::write_fbp_cookie(&mut line, fbp.as_str(), domain.as_deref());
+            cookie_line = line;
+            extra.push(("Set-Cookie", &cookie_line[12..cookie_line.len() - 2]));
+        }
+        handshake::write_accept(&mut self.out, &accept, None, &extra);
+        // What the WebSocket's events get from the edge is fixed at the upgrade.
+        self.body.clear();
+        self.body.extend_from_slice(edge.ip.as_str().as_bytes());
+        self.body.push(0);
+        self.body.extend_from_slice(edge.user_agent.unwrap_or("").as_bytes());
+        self.body.push(0);
+        self.body.extend_from_slice(edge.fbp.or(minted.as_ref().map(|m| m.0.as_str())).unwrap_or("").as_bytes());
+        self.body.push(0);
+        self.body.extend_from_slice(edge.fbc.unwrap_or("").as_bytes());
+        (After::Upgrade(websocket::Connection::new(self.ctx.settings.ws, now)), None)
+    }
+
+    /// The WebSocket loop: each text message is one event or an array; after each burst
+    /// of messages (what one read brought) their events are made durable and every
+    /// message gets its answer, in order.
+    async fn websocket(&mut self, mut ws: websocket::Connection) {
+        let edge_fields: Vec<String> = String::from_utf8_lossy(&self.body).split('\0').map(str::to_owned).collect();
+        let field = |i: usize| edge_fields.get(i).map(String::as_str).filter(|s| !s.is_empty());
+        let mut answers: Vec<u8> = Vec::new();
+        let mut pending_answers: Vec<(usize, usize)> = Vec::new();
+        loop {
+            let mut wait = None;
+            let mut closed = false;
+            loop {
+                let now = Instant::now();
+                match ws.decode(&mut self.buf[..], now, &mut self.out) {
+                    Item::Message(m) => {
+                        if m.kind != MessageKind::Text {
+                            ws.close(CloseCode(1003), "send events as text messages", now, &mut self.out);
+                            closed = true;
+                            break;
+                        }
+                        let ctx = Context {
+                            now_ms: now_ms(),
+                            pixel_id: None,
+                            client_ip: field(0),
+                            user_agent: field(1),
+                            cookie_fbp: field(2),
+                            cookie_fbc: field(3),
+                        };
+                        let start = answers.len();
+                        let mut state = self.ctx.state.borrow_mut();
+                        if let Some(e) = state.refusing() {
+                            drop(state);
+                            answer_refused(&mut answers, &e);
+                        } else {
+                            self.ids.clear();
+                            self.rejected.clear();
+                            let r = state.ingest(m.payload, BodyShape::Browser, &ctx, now, self.ctx.settings.events_per_request, &|_| false, &mut self.ids, &mut self.rejected);
+                            let g = state.open_generation();
+                            drop(state);
+                            match r {
+                                Ok(n) => {
+                                    metrics::counter!("capig_events_received_total", "channel" => "websocket").increment(u64::from(n.added + n.rejected));
+                                    answers.extend_from_slice(b"{\"stored\":[");
+                                    answers.extend_from_slice(&self.ids);
+                                    answers.extend_from_slice(b"],\"rejected\":[");
+                                    answers.extend_from_slice(&self.rejected);
+                                    answers.extend_from_slice(b"]}");
+                                    if n.added > 0 {
+                                        wait = Some(g);
+                                    }
+                                }
+                                Err(e) => {
+                                    answers.extend_from_slice(b"{\"error\":");
+                                    crate::event::json::write_str(&mut answers, &e.to_string());
+                                    answers.push(b'}');
+                                }
+                            }
+                        }
+                        pending_answers.push((start, answers.len()));
+                    }
+                    Item::NeedMore { keep, .. } => {
+                        self.buf.truncate(keep);
+                        break;
+                    }
+                    Item::Closed(_) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+            if let Some(g) = wait {
+                if let Err(e) = durable(self.ctx, g).await {
+                    // Every message of the burst is refused: none of its events is
+                    // acknowledged, the client sends them again.
+                    answers.clear();
+                    for a in pending_answers.iter_mut() {
+                        let start = answers.len();
+                        answer_refused(&mut answers, &e);
+                        *a = (start, answers.len());
+                    }
+                }
+            }
+            for &(a, b) in &pending_answers {
+                if ws.can_send() {
+                    let msg = std::str::from_utf8(&answers[a..b]).unwrap_or("{}");
+                    websocket::frame::encode_text(&mut self.out, msg);
+                }
+            }
+            answers.clear();
+            pending_answers.clear();
+            if !self.out.is_empty() && !self.flush().await {
+                return;
+            }
+            if closed || matches!(ws.state(), websocket::State::Closed(_)) {
+                return;
+            }
+            match self.read_more(ws.deadline()).await {
+                Read::Data => {}
+                Read::Eof => return,
+                Read::Stop => {
+                    if ws.can_send() {
+                        ws.close(CloseCode(1001), "the gateway is restarting; reconnect", Instant::now(), &mut self.out);
+                        let _ = self.flush().await;
+                    }
+                    return;
+                }
+                Read::Deadline => {
+                    ws.on_timeout(Instant::now(), &mut self.out);
+                    let _ = self.flush().await;
+                    if matches!(ws.state(), websocket::State::Closed(_)) {
+                        return;
+                    }
+                    if self.buf.capacity() == 0 {
+                        self.buf = Vec::with_capacity(16 << 10);
+                    }
+                }
+            }
+        }
+    }
+}
+
+enum Read {
+    Data,
+    Eof,
+    Deadline,
+    Stop,
+}
+
+/// What the edge knows of one request.
+struct Edge<'h> {
+    ip: IpText,
+    user_agent: Option<&'h str>,
+    fbp: Option<&'h str>,
+    fbc: Option<&'h str>,
+    origin: Option<&'h str>,
+    host: Option<&'h str>,
+}
+
+fn host_of<'h>(head: &http1::RequestHead<'h, 'h>) -> Option<&'h str> {
+    let host = std::str::from_utf8(head.host()?).ok()?;
+    Some(match host.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(']') || h.starts_with('[') => h.trim_matches(['[', ']']),
+        _ => host,
+    })
+}
+
+fn text(out: &mut Vec<u8>, status: u16, body: &str, to: ReplyTo) {
+    http1::write_response(out, &Response { status, headers: &[("Content-Type", b"text/plain; charset=utf-8")], body: body.as_bytes(), to });
+}
+
+fn refuse_503(out: &mut Vec<u8>, e: &SubmitError, to: ReplyTo) {
+    let mut msg = e.to_string();
+    msg.push('\n');
+    http1::write_response(
+        out,
+        &Response {
+            status: 503,
+            headers: &[("Content-Type", b"text/plain; charset=utf-8"), ("Retry-After", b"5")],
+            body: msg.as_bytes(),
+            to,
+        },
+    );
+}
+
+fn answer_refused(out: &mut Vec<u8>, e: &SubmitError) {
+    out.extend_from_slice(b"{\"refused\":");
+    crate::event::json::write_str(out, e.label());
+    out.extend_from_slice(b",\"message\":");
+    crate::event::json::write_str(out, &e.to_string());
+    out.push(b'}');
+}
