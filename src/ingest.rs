@@ -54,6 +54,7 @@ pub struct ServeOptions {
 /// A running gateway: cores, listeners and delivery.
 pub struct Server {
     listening: Vec<(ListenerKind, SocketAddr)>,
+    drivers: Vec<runtime::DriverKind>,
     stop: Arc<AtomicBool>,
     cores: Vec<std::thread::JoinHandle<()>>,
     delivery: Option<Delivery>,
@@ -101,7 +102,7 @@ impl Server {
         let slots = Arc::new(Mutex::new(slots));
         let stop = Arc::new(AtomicBool::new(false));
         let stop_c = stop.clone();
-        let handles = runtime::spawn_cores(cores, opts.force_epoll, move |core, _kind| {
+        let (handles, drivers) = runtime::spawn_cores(cores, opts.force_epoll, move |core, _kind| {
             let taken = slots.lock().unwrap_or_else(|e| e.into_inner())[core].take();
             let settings = settings.clone();
             let stop = stop_c.clone();
@@ -114,6 +115,7 @@ impl Server {
         .map_err(ServeError::Threads)?;
         Ok(Server {
             listening,
+            drivers,
             stop,
             cores: handles,
             delivery: Some(delivery),
@@ -123,6 +125,11 @@ impl Server {
     /// The listeners with their real addresses (a configured port 0 is resolved).
     pub fn listening(&self) -> &[(ListenerKind, SocketAddr)] {
         &self.listening
+    }
+
+    /// The I/O driver of each core.
+    pub fn drivers(&self) -> &[runtime::DriverKind] {
+        &self.drivers
     }
 
     /// The delivery side, for status.

@@ -76,19 +76,22 @@ pub fn pin(cpu: usize) -> bool {
 
 /// Starts `cores` threads named `capig-core-N`, each pinned to a CPU (in order, wrapping
 /// around the CPUs this process may use), each building its runtime and running `main`.
+/// Returns once every core runs, with the driver each one got.
 pub fn spawn_cores<F, Fut>(
     cores: usize,
     force_epoll: bool,
     main: F,
-) -> io::Result<Vec<std::thread::JoinHandle<()>>>
+) -> io::Result<(Vec<std::thread::JoinHandle<()>>, Vec<DriverKind>)>
 where
     F: Fn(usize, DriverKind) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = ()> + 'static,
 {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut handles = Vec::with_capacity(cores);
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, io::Result<DriverKind>)>();
     for core in 0..cores {
         let main = main.clone();
+        let tx = tx.clone();
         let h = std::thread::Builder::new()
             .name(format!("capig-core-{core}"))
             .spawn(move || {
@@ -96,7 +99,7 @@ where
                 let (mut rt, kind, refused) = match build(force_epoll) {
                     Ok(r) => r,
                     Err(e) => {
-                        tracing::error!("core {core}: cannot build an I/O runtime: {e}");
+                        let _ = tx.send((core, Err(e)));
                         return;
                     }
                 };
@@ -108,6 +111,7 @@ where
                     kind.as_str(),
                     if pinned { format!(", pinned to CPU {}", core % cpus) } else { String::new() }
                 );
+                let _ = tx.send((core, Ok(kind)));
                 match &mut rt {
                     FusionRuntime::Uring(r) => r.block_on(main(core, kind)),
                     FusionRuntime::Legacy(r) => r.block_on(main(core, kind)),
@@ -115,5 +119,16 @@ where
             })?;
         handles.push(h);
     }
-    Ok(handles)
+    drop(tx);
+    let mut kinds = vec![DriverKind::Epoll; cores];
+    for _ in 0..cores {
+        match rx.recv() {
+            Ok((core, Ok(kind))) => kinds[core] = kind,
+            Ok((core, Err(e))) => {
+                return Err(io::Error::new(e.kind(), format!("core {core}: cannot build an I/O runtime: {e}")))
+            }
+            Err(_) => return Err(io::Error::other("a core thread ended while starting")),
+        }
+    }
+    Ok((handles, kinds))
 }

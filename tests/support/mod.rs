@@ -184,3 +184,176 @@ impl Core {
         }
     }
 }
+
+/// A `capig serve` child process with its own configuration and spool.
+pub struct Gateway {
+    pub child: std::process::Child,
+    /// The plain HTTP listener.
+    pub http: std::net::SocketAddr,
+    /// The HTTPS listener, when configured.
+    pub https: Option<std::net::SocketAddr>,
+    pub config: PathBuf,
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+pub const GW_PIXEL: &str = "5555555555555555";
+pub const GW_KEY: &str = "backend-key-1";
+pub const GW_ORIGIN: &str = "https://www.shop.example";
+pub const GW_HOST: &str = "capig.shop.example";
+
+/// Writes a gateway configuration under `dir` (http on 127.0.0.1:0, optionally https
+/// with the example certificate) with `extra` appended, pointing at `graph_url`.
+pub fn gateway_config(dir: &TempDir, graph_url: &str, https: bool, extra: &str) -> PathBuf {
+    std::fs::write(dir.0.join("token"), "gw-token\n").unwrap();
+    std::fs::write(dir.0.join("keys"), format!("{GW_KEY}\n")).unwrap();
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/secrets");
+    let tls = if https {
+        format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            examples.join("capig.shop.example.crt").display(),
+            examples.join("capig.shop.example.key").display()
+        )
+    } else {
+        String::new()
+    };
+    let https_listener = if https { "[[listeners]]\naddr = \"127.0.0.1:0\"\nkind = \"https\"\n" } else { "" };
+    let text = format!(
+        r#"
+[[listeners]]
+addr = "127.0.0.1:0"
+kind = "http"
+
+{https_listener}
+[[domains]]
+name = "{GW_HOST}"
+origins = ["{GW_ORIGIN}"]
+{tls}
+[[pixels]]
+id = "{GW_PIXEL}"
+access_token_file = "token"
+access_keys_file = "keys"
+
+[upstream]
+graph_url = "{graph_url}"
+linger_ms = 5
+retry_initial_ms = 10
+retry_max_ms = 200
+
+[spool]
+dir = "spool"
+fsync_interval_ms = 2
+
+[runtime]
+cores = 2
+{extra}
+"#
+    );
+    let path = dir.0.join("capig.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+impl Gateway {
+    pub fn start(config: &std::path::Path, args: &[&str]) -> Gateway {
+        Gateway::start_with(config, args, |_| {})
+    }
+
+    /// Starts `capig serve`, with `prepare` applied to the command (environment,
+    /// pre-exec hooks), and waits for its listeners.
+    pub fn start_with(config: &std::path::Path, args: &[&str], prepare: impl FnOnce(&mut std::process::Command)) -> Gateway {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_capig"));
+        cmd.args(["serve", "--config"]).arg(config).args(args);
+        cmd.env("CAPIG_LOG", "info");
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        prepare(&mut cmd);
+        let mut child = cmd.spawn().expect("start capig serve");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let err = child.stderr.take().unwrap();
+        let l = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                let mut g = l.lock().unwrap();
+                g.push_str(&line);
+                g.push('\n');
+            }
+        });
+        let out = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(out).lines();
+        let (mut http, mut https) = (None, None);
+        while http.is_none() || (https.is_none() && std::fs::read_to_string(config).unwrap().contains("kind = \"https\"")) {
+            let Some(Ok(line)) = lines.next() else {
+                panic!("capig serve ended before listening; its log:\n{}", log.lock().unwrap());
+            };
+            if let Some(a) = line.strip_prefix("capig: listening on http ") {
+                http = Some(a.parse().unwrap());
+            } else if let Some(a) = line.strip_prefix("capig: listening on https ") {
+                https = Some(a.parse().unwrap());
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        Gateway { child, http: http.unwrap(), https, config: config.to_path_buf(), log }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// SIGTERM, then waits for the exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        self.child.wait().unwrap()
+    }
+
+    /// SIGKILL.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 exchange on a fresh connection (`Connection: close`): status, headers
+/// (lowercase names) and body.
+pub fn http(addr: std::net::SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Vec<(String, String)>, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {GW_HOST}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    parse_response(&raw)
+}
+
+pub fn parse_response(raw: &[u8]) -> (u16, Vec<(String, String)>, String) {
+    let text = String::from_utf8_lossy(raw).into_owned();
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return (0, Vec::new(), text);
+    };
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+/// A browser event of the gateway's pixel.
+pub fn browser_event(id: &str) -> String {
+    serde_json::json!({
+        "pixel_id": GW_PIXEL,
+        "event_name": "Purchase",
+        "event_id": id,
+        "event_time": unix_now(),
+        "event_source_url": "https://www.shop.example/checkout",
+        "custom_data": {"value": 9.99, "currency": "EUR"},
+        "user_data": {"em": "Jane.Doe@Example.com"},
+    })
+    .to_string()
+}

@@ -1,0 +1,369 @@
+//! `capig serve` end to end: the real binary with io_uring (or epoll), real sockets, a
+//! real WebSocket client (tungstenite), and `capig sim` as Meta.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::*;
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn sim_events(sim: &capig::sim::SimHandle) -> Vec<Value> {
+    sim.events(Some(GW_PIXEL)).into_iter().map(|e| e.event).collect()
+}
+
+fn post_browser(gw: &Gateway, body: &str, extra: &[(&str, &str)]) -> (u16, Vec<(String, String)>, String) {
+    let mut headers = vec![
+        ("Origin", GW_ORIGIN),
+        ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) capig-test"),
+        ("Content-Type", "text/plain"),
+    ];
+    headers.extend_from_slice(extra);
+    http(gw.http, "POST", "/capig/events", &headers, body.as_bytes())
+}
+
+#[test]
+fn browser_events_over_http_arrive_with_ip_user_agent_and_a_stable_minted_fbp() {
+    let dir = TempDir::new("serve-http");
+    let sim = sim();
+    let gw = Gateway::start(&gateway_config(&dir, &sim.url(), false, ""), &[]);
+    wait_for(Duration::from_secs(5), "the cores' driver lines", || gw.log().matches(" driver").count() >= 2);
+    assert!(gw.log().contains("io_uring") || gw.log().contains("epoll"), "{}", gw.log());
+
+    let (status, headers, body) = post_browser(&gw, &browser_event("h1"), &[]);
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["stored"], serde_json::json!(["h1"]));
+    assert_eq!(header(&headers, "access-control-allow-origin"), Some(GW_ORIGIN));
+    assert_eq!(header(&headers, "access-control-allow-credentials"), Some("true"));
+    let cookie = header(&headers, "set-cookie").expect("a minted _fbp");
+    assert!(cookie.contains("Domain=shop.example") && cookie.contains("Secure") && cookie.contains("SameSite=Lax"), "{cookie}");
+    let fbp = cookie.split(';').next().unwrap().strip_prefix("_fbp=").unwrap().to_owned();
+    assert!(capig::event::ids::is_valid_fbp(&fbp), "{fbp}");
+
+    // The browser sends the cookie back: no new one, the same fbp on the event.
+    let (status, headers, _) = post_browser(&gw, &browser_event("h2"), &[("Cookie", &format!("_fbp={fbp}"))]);
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "set-cookie"), None);
+    // A concurrent first request of the same browser (no cookie yet) mints the same.
+    let (_, headers, _) = post_browser(&gw, &format!("[{},{}]", browser_event("h3"), browser_event("h4")), &[]);
+    assert!(header(&headers, "set-cookie").unwrap().starts_with(&format!("_fbp={fbp};")));
+
+    wait_for(Duration::from_secs(10), "4 events at the simulator", || sim_events(&sim).len() == 4);
+    for e in sim_events(&sim) {
+        let ud = &e["user_data"];
+        assert_eq!(ud["client_ip_address"], "127.0.0.1", "{e}");
+        assert_eq!(ud["client_user_agent"], "Mozilla/5.0 (X11; Linux x86_64) capig-test");
+        assert_eq!(ud["fbp"], fbp.as_str());
+        // The email went through Meta's normalization and SHA-256, never in clear.
+        let mut scratch = String::new();
+        let want = capig::event::normalize::hash(capig::event::normalize::UserField::Em, "Jane.Doe@Example.com", &mut scratch).unwrap().unwrap();
+        assert_eq!(ud["em"], want.as_str());
+    }
+    assert!(gw.stop().success());
+}
+
+#[test]
+fn the_server_api_answers_202_once_durable_and_checks_the_access_key() {
+    let dir = TempDir::new("serve-capi");
+    let sim = sim();
+    let gw = Gateway::start(&gateway_config(&dir, &sim.url(), false, ""), &[]);
+    let event = serde_json::json!({
+        "event_name": "Purchase", "event_id": "srv-1", "event_time": unix_now(), "action_source": "website",
+        "event_source_url": "https://www.shop.example/c",
+        "user_data": {"em": [HASH], "client_user_agent": "UA", "client_ip_address": "2001:db8::5"},
+        "custom_data": {"value": 3, "currency": "USD"},
+    });
+    let path = format!("/capi/{GW_PIXEL}/events");
+    let body = |key: Option<&str>| {
+        let mut b = serde_json::json!({"data": [event]});
+        if let Some(k) = key {
+            b["accessKey"] = k.into();
+        }
+        b.to_string().into_bytes()
+    };
+    let json = [("Content-Type", "application/json")];
+    let (status, _, text) = http(gw.http, "POST", &path, &json, &body(Some(GW_KEY)));
+    assert_eq!(status, 202, "{text}");
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["events_received"], 1);
+    let (status, _, text) = http(gw.http, "POST", &path, &json, &body(None));
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("accessKey"), "{text}");
+    let (status, _, text) = http(gw.http, "POST", &path, &json, &body(Some("wrong")));
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("not valid for this pixel") && !text.contains("wrong"), "{text}");
+    let (status, _, _) = http(gw.http, "POST", "/capi/123/events", &json, &body(Some(GW_KEY)));
+    assert_eq!(status, 403);
+    wait_for(Duration::from_secs(10), "the server event", || sim_events(&sim).len() == 1);
+    assert_eq!(sim_events(&sim)[0]["user_data"]["client_ip_address"], "2001:db8::5");
+    assert!(gw.stop().success());
+}
+
+#[test]
+fn websocket_messages_are_acknowledged_once_durable_and_reach_meta() {
+    let dir = TempDir::new("serve-ws");
+    let sim = sim();
+    let gw = Gateway::start(&gateway_config(&dir, &sim.url(), false, ""), &[]);
+    let url = format!("ws://{}/capig/ws", gw.http);
+    let mut req = tungstenite::client::IntoClientRequest::into_client_request(url.as_str()).unwrap();
+    req.headers_mut().insert("Origin", GW_ORIGIN.parse().unwrap());
+    req.headers_mut().insert("User-Agent", "Mozilla/5.0 (ws test)".parse().unwrap());
+    req.headers_mut().insert("Host", GW_HOST.parse().unwrap());
+    let stream = TcpStream::connect(gw.http).unwrap();
+    let (mut ws, response) = tungstenite::client(req, stream).unwrap();
+    let cookie = response.headers().get("set-cookie").expect("the upgrade sets _fbp").to_str().unwrap().to_owned();
+    let fbp = cookie.split(';').next().unwrap().strip_prefix("_fbp=").unwrap().to_owned();
+
+    let mut sent = Vec::new();
+    for i in 0..20 {
+        let batch: Vec<String> = (0..10).map(|j| browser_event(&format!("w{i}-{j}"))).collect();
+        sent.extend((0..10).map(|j| format!("w{i}-{j}")));
+        ws.send(tungstenite::Message::text(format!("[{}]", batch.join(",")))).unwrap();
+    }
+    ws.send(tungstenite::Message::text("{\"event_name\":\"Purchase\"}")).unwrap();
+    let mut acked = Vec::new();
+    let mut answers = 0;
+    while answers < 21 {
+        match ws.read().unwrap() {
+            tungstenite::Message::Text(t) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                acked.extend(v["stored"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_owned()));
+                if answers == 20 {
+                    assert_eq!(v["rejected"][0]["reason"].as_str().is_some(), true, "{t}");
+                }
+                answers += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(acked, sent, "every event acknowledged, in order");
+    ws.close(None).unwrap();
+    wait_for(Duration::from_secs(10), "200 events at the simulator", || sim_events(&sim).len() == 200);
+    assert!(sim_events(&sim).iter().all(|e| e["user_data"]["fbp"] == fbp.as_str() && e["user_data"]["client_user_agent"] == "Mozilla/5.0 (ws test)"));
+
+    // A WebSocket from an origin that is not the shop's is refused.
+    let mut req = tungstenite::client::IntoClientRequest::into_client_request(url.as_str()).unwrap();
+    req.headers_mut().insert("Origin", "https://evil.example".parse().unwrap());
+    let err = tungstenite::client(req, TcpStream::connect(gw.http).unwrap()).unwrap_err();
+    assert!(matches!(err, tungstenite::HandshakeError::Failure(tungstenite::Error::Http(ref r)) if r.status() == 403), "{err:?}");
+    assert!(gw.stop().success());
+}
+
+/// Installs a seccomp filter that fails `io_uring_setup` with EPERM (as Docker's
+/// default profile does), in the child between fork and exec.
+fn deny_io_uring(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    const IO_URING_SETUP: u32 = 425; // the same number on x86_64 and aarch64
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl,
+    // which is async-signal-safe; the filter program outlives the call (it is copied
+    // into the kernel by PR_SET_SECCOMP).
+    unsafe {
+        cmd.pre_exec(|| {
+            let filter = [
+                libc::sock_filter { code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16, jt: 0, jf: 0, k: 0 },
+                libc::sock_filter { code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16, jt: 0, jf: 1, k: IO_URING_SETUP },
+                libc::sock_filter { code: (libc::BPF_RET | libc::BPF_K) as u16, jt: 0, jf: 0, k: libc::SECCOMP_RET_ERRNO | libc::EPERM as u32 },
+                libc::sock_filter { code: (libc::BPF_RET | libc::BPF_K) as u16, jt: 0, jf: 0, k: libc::SECCOMP_RET_ALLOW },
+            ];
+            let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut _ };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const _ as libc::c_ulong, 0, 0) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn without_io_uring_the_server_runs_on_epoll() {
+    let dir = TempDir::new("serve-epoll");
+    let sim = sim();
+    let gw = Gateway::start_with(&gateway_config(&dir, &sim.url(), false, ""), &[], deny_io_uring);
+    wait_for(Duration::from_secs(5), "the cores' driver lines", || gw.log().matches(" driver").count() >= 2);
+    let log = gw.log();
+    assert!(log.contains("epoll driver") && !log.contains("io_uring (") && !log.contains("io_uring driver"), "{log}");
+    let (status, _, body) = post_browser(&gw, &browser_event("e1"), &[]);
+    assert_eq!(status, 200, "{body}");
+    wait_for(Duration::from_secs(10), "the event", || sim_events(&sim).len() == 1);
+    assert!(gw.stop().success());
+}
+
+/// Sends raw bytes on a new connection and returns everything the server answered
+/// before it closed (or `wait` passed).
+fn raw(addr: std::net::SocketAddr, bytes: &[u8], wait: Duration) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(wait)).unwrap();
+    let _ = s.write_all(bytes);
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 65536];
+    let start = Instant::now();
+    while start.elapsed() < wait {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+        }
+    }
+    out
+}
+
+fn status_of(answer: &[u8]) -> u16 {
+    parse_response(answer).0
+}
+
+/// A masked client frame.
+fn frame(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x12, 0x34, 0x56, 0x78];
+    let mut f = vec![(if fin { 0x80 } else { 0 }) | opcode];
+    match payload.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n < 65536 => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+/// Opens a WebSocket by hand and returns the stream after the 101.
+fn ws_raw(addr: std::net::SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET /capig/ws HTTP/1.1\r\nHost: {GW_HOST}\r\nOrigin: {GW_ORIGIN}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).unwrap();
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    s
+}
+
+/// The close code of the first close frame the server sends.
+fn close_code_after(addr: std::net::SocketAddr, frames: &[u8]) -> Option<u16> {
+    let mut s = ws_raw(addr);
+    let _ = s.write_all(frames);
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        // Walk the server's (unmasked) frames for a close.
+        let mut i = 0;
+        while i + 2 <= buf.len() {
+            let op = buf[i] & 0x0f;
+            let (len, hl) = match buf[i + 1] & 0x7f {
+                126 if i + 4 <= buf.len() => (u16::from_be_bytes([buf[i + 2], buf[i + 3]]) as usize, 4),
+                127 => break,
+                126 => break,
+                n => (n as usize, 2),
+            };
+            if i + hl + len > buf.len() {
+                break;
+            }
+            if op == 8 {
+                return (len >= 2).then(|| u16::from_be_bytes([buf[i + hl], buf[i + hl + 1]]));
+            }
+            i += hl + len;
+        }
+    }
+    None
+}
+
+#[test]
+fn hostile_input_gets_the_right_answer_and_a_well_behaved_client_is_unaffected() {
+    let dir = TempDir::new("serve-hostile");
+    let sim = sim();
+    let extra = "[limits]\nheader_timeout_ms = 400\nbody_bytes = \"64 KiB\"\nws_frame_bytes = \"64 KiB\"\nws_message_bytes = \"64 KiB\"\n";
+    let gw = Gateway::start(&gateway_config(&dir, &sim.url(), false, extra), &[]);
+    let addr = gw.http;
+
+    // A well-behaved client keeps posting while the table runs.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (s2, a2) = (stop.clone(), addr);
+    let good = std::thread::spawn(move || {
+        let mut n = 0;
+        while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+            let body = browser_event(&format!("good{n}"));
+            let headers = [("Origin", GW_ORIGIN), ("User-Agent", "UA good"), ("Content-Type", "application/json")];
+            let (status, _, text) = http(a2, "POST", "/capig/events", &headers, body.as_bytes());
+            assert_eq!(status, 200, "the well-behaved client got {status}: {text}");
+            n += 1;
+        }
+        n
+    });
+
+    let big_header = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
+    assert_eq!(status_of(&raw(addr, big_header.as_bytes(), Duration::from_secs(5))), 431);
+    let many = format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{}\r\n", "X-A: b\r\n".repeat(100));
+    assert_eq!(status_of(&raw(addr, many.as_bytes(), Duration::from_secs(5))), 431);
+    let long_uri = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(9000));
+    assert_eq!(status_of(&raw(addr, long_uri.as_bytes(), Duration::from_secs(5))), 414);
+    let huge_body = "POST /capig/events HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n";
+    let answer = raw(addr, huge_body.as_bytes(), Duration::from_secs(5));
+    assert_eq!(status_of(&answer), 413);
+    assert!(String::from_utf8_lossy(&answer).contains("65536"), "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(status_of(&raw(addr, b"POST /capig/events HTTP/1.1\r\nHost: x\r\n\r\n", Duration::from_secs(5))), 411);
+    assert_eq!(status_of(&raw(addr, b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", Duration::from_secs(5))), 404);
+    assert_eq!(status_of(&raw(addr, b"DELETE /capig/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", Duration::from_secs(5))), 405);
+    assert_eq!(status_of(&raw(addr, b"POST /capig/events HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", Duration::from_secs(5))), 400);
+    // Slowloris: half a head, then nothing. The header timeout (400 ms) answers 408.
+    let t = Instant::now();
+    let answer = raw(addr, b"POST /capig/events HTTP/1.1\r\nHost: x\r\n", Duration::from_secs(5));
+    assert_eq!(status_of(&answer), 408);
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    // Invalid JSON, deep nesting, 5,000 events in one body.
+    let post = |body: &str| {
+        let h = [("Origin", GW_ORIGIN), ("Content-Type", "application/json")];
+        http(addr, "POST", "/capig/events", &h, body.as_bytes())
+    };
+    let (s, _, t) = post("{\"event_name\":");
+    assert!(s == 400 && t.contains("not valid JSON"), "{s} {t}");
+    let (s, _, t) = post(&format!("{}1{}", "[".repeat(40), "]".repeat(40)));
+    assert_eq!(s, 400, "{t}");
+    let many_events = format!("[{}]", vec!["{}"; 5000].join(","));
+    let (s, _, t) = post(&many_events);
+    assert!(s == 413 && t.contains("at most 1000"), "{s} {t}");
+    // 10,000 pipelined requests on one connection: 10,000 answers, in order.
+    let pipelined = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".repeat(10_000);
+    let answer = raw(addr, pipelined.as_bytes(), Duration::from_secs(20));
+    let n = String::from_utf8_lossy(&answer).matches("HTTP/1.1 200 OK").count();
+    assert_eq!(n, 10_000);
+
+    // WebSocket: bad UTF-8 → 1007, an unmasked frame → 1002, a 64-bit length with the
+    // top bit set → 1002, a frame over the cap → 1009, binary → 1003.
+    assert_eq!(close_code_after(addr, &frame(1, true, b"\xff\xfe")), Some(1007));
+    assert_eq!(close_code_after(addr, &[0x81, 0x02, b'h', b'i']), Some(1002));
+    let mut top_bit = vec![0x81, 0x80 | 127];
+    top_bit.extend_from_slice(&(1u64 << 63).to_be_bytes());
+    top_bit.extend_from_slice(&[1, 2, 3, 4]);
+    assert_eq!(close_code_after(addr, &top_bit), Some(1002));
+    assert_eq!(close_code_after(addr, &frame(1, true, &vec![b' '; 70_000])), Some(1009));
+    assert_eq!(close_code_after(addr, &frame(2, true, b"{}")), Some(1003));
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let good_requests = good.join().expect("the well-behaved client never failed");
+    assert!(good_requests > 0);
+    wait_for(Duration::from_secs(10), "the good client's events", || sim_events(&sim).len() >= good_requests);
+    assert!(gw.stop().success());
+}
