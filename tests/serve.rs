@@ -367,3 +367,85 @@ fn hostile_input_gets_the_right_answer_and_a_well_behaved_client_is_unaffected()
     wait_for(Duration::from_secs(10), "the good client's events", || sim_events(&sim).len() >= good_requests);
     assert!(gw.stop().success());
 }
+
+#[test]
+fn kill_9_under_load_loses_no_acknowledged_event() {
+    let dir = TempDir::new("serve-kill");
+    let sim = sim_with(capig::sim::SimArgs {
+        latency_ms: Some(capig::sim::LatencyMs { min: 0, max: 20 }),
+        ..capig::sim::SimArgs::default()
+    });
+    let config = gateway_config(&dir, &sim.url(), false, "");
+    let gw = Gateway::start(&config, &[]);
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let addr = gw.http;
+
+    // Backend: server API batches of 10, on fresh connections.
+    let (a1, path) = (acked.clone(), format!("/capi/{GW_PIXEL}/events"));
+    let backend = std::thread::spawn(move || {
+        for i in 0.. {
+            let data: Vec<Value> = (0..10)
+                .map(|j| {
+                    serde_json::json!({
+                        "event_name": "Lead", "event_id": format!("b{i}-{j}"), "event_time": unix_now(),
+                        "action_source": "website", "event_source_url": "https://www.shop.example/",
+                        "user_data": {"em": [HASH], "client_user_agent": "UA", "client_ip_address": "2001:db8::5"},
+                    })
+                })
+                .collect();
+            let body = serde_json::json!({"data": data, "accessKey": GW_KEY}).to_string();
+            let Ok(mut s) = TcpStream::connect(addr) else { return };
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let req = format!("POST {path} HTTP/1.1\r\nHost: {GW_HOST}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            if s.write_all(req.as_bytes()).is_err() {
+                return;
+            }
+            let mut raw = Vec::new();
+            let _ = s.read_to_end(&mut raw);
+            match parse_response(&raw).0 {
+                202 => a1.lock().unwrap().extend((0..10).map(|j| format!("b{i}-{j}"))),
+                0 => return,
+                other => panic!("the server API answered {other}"),
+            }
+        }
+    });
+    // Browser: one WebSocket, messages of 5 events; acks name the stored ids.
+    let a2 = acked.clone();
+    let browser = std::thread::spawn(move || {
+        let mut req = tungstenite::client::IntoClientRequest::into_client_request(format!("ws://{addr}/capig/ws").as_str()).unwrap();
+        req.headers_mut().insert("Origin", GW_ORIGIN.parse().unwrap());
+        req.headers_mut().insert("User-Agent", "Mozilla/5.0 (kill test)".parse().unwrap());
+        let (mut ws, _) = tungstenite::client(req, TcpStream::connect(addr).unwrap()).unwrap();
+        for i in 0.. {
+            let msg: Vec<String> = (0..5).map(|j| browser_event(&format!("w{i}-{j}"))).collect();
+            if ws.send(tungstenite::Message::text(format!("[{}]", msg.join(",")))).is_err() {
+                return;
+            }
+            match ws.read() {
+                Ok(tungstenite::Message::Text(t)) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    a2.lock().unwrap().extend(v["stored"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_owned()));
+                }
+                _ => return,
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    gw.kill();
+    backend.join().unwrap();
+    browser.join().unwrap();
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 200, "only {} events acknowledged before the kill", acked.len());
+
+    // The restarted gateway delivers what the killed one had stored.
+    let gw = Gateway::start(&config, &[]);
+    let want: std::collections::HashSet<&str> = acked.iter().map(String::as_str).collect();
+    wait_for(Duration::from_secs(30), "every acknowledged event at the simulator", || {
+        let got: std::collections::HashSet<String> = sim_events(&sim).iter().map(|e| e["event_id"].as_str().unwrap().to_owned()).collect();
+        want.iter().all(|id| got.contains(*id))
+    });
+    let delivered = sim_events(&sim).len();
+    let unique: std::collections::HashSet<String> = sim_events(&sim).iter().map(|e| e["event_id"].as_str().unwrap().to_owned()).collect();
+    eprintln!("{} acknowledged, {delivered} delivered, {} unique", acked.len(), unique.len());
+    assert!(gw.stop().success());
+}
