@@ -449,3 +449,64 @@ fn kill_9_under_load_loses_no_acknowledged_event() {
     eprintln!("{} acknowledged, {delivered} delivered, {} unique", acked.len(), unique.len());
     assert!(gw.stop().success());
 }
+
+/// A TLS client that trusts the certificate in `cert_pem` and asks for `sni`.
+fn tls_client(addr: std::net::SocketAddr, cert_pem: &std::path::Path, sni: &'static str) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(cert_pem).unwrap();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), sni.try_into().unwrap()).unwrap();
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+#[test]
+fn https_picks_the_certificate_by_sni_and_takes_events() {
+    let dir = TempDir::new("serve-tls");
+    let sim = sim();
+    let gw = Gateway::start(&gateway_config(&dir, &sim.url(), true, ""), &[]);
+    let https = gw.https.expect("an https listener");
+    // Each domain gets its own certificate: the client trusts only that one.
+    for (cert, sni) in [("main.crt", GW_HOST), ("other.crt", GW_OTHER_HOST)] {
+        let mut tls = tls_client(https, &dir.0.join(cert), sni);
+        write!(tls, "GET /healthz HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut raw = Vec::new();
+        let _ = tls.read_to_end(&mut raw);
+        assert_eq!(parse_response(&raw).0, 200, "{sni}: {}", String::from_utf8_lossy(&raw));
+        assert_eq!(tls.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+    }
+    // The wrong certificate for a name is refused by the client.
+    let mut tls = tls_client(https, &dir.0.join("other.crt"), GW_HOST);
+    assert!(write!(tls, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").and_then(|_| tls.flush()).is_err() || tls.read(&mut [0u8; 16]).is_err());
+
+    // A browser event over HTTPS, keep-alive: two requests on one connection.
+    let mut tls = tls_client(https, &dir.0.join("main.crt"), GW_HOST);
+    for id in ["t1", "t2"] {
+        let body = browser_event(id);
+        write!(
+            tls,
+            "POST /capig/events HTTP/1.1\r\nHost: {GW_HOST}\r\nOrigin: {GW_ORIGIN}\r\nUser-Agent: UA tls\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !String::from_utf8_lossy(&raw).contains("\"rejected\":[") {
+            let n = tls.read(&mut chunk).unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&raw));
+            raw.extend_from_slice(&chunk[..n]);
+        }
+        assert_eq!(parse_response(&raw).0, 200, "{}", String::from_utf8_lossy(&raw));
+    }
+    wait_for(Duration::from_secs(10), "the HTTPS events", || sim_events(&sim).len() == 2);
+    assert!(gw.stop().success());
+}

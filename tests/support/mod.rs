@@ -200,22 +200,25 @@ pub const GW_PIXEL: &str = "5555555555555555";
 pub const GW_KEY: &str = "backend-key-1";
 pub const GW_ORIGIN: &str = "https://www.shop.example";
 pub const GW_HOST: &str = "capig.shop.example";
+pub const GW_OTHER_HOST: &str = "capig.other.example";
 
 /// Writes a gateway configuration under `dir` (http on 127.0.0.1:0, optionally https
 /// with the example certificate) with `extra` appended, pointing at `graph_url`.
 pub fn gateway_config(dir: &TempDir, graph_url: &str, https: bool, extra: &str) -> PathBuf {
     std::fs::write(dir.0.join("token"), "gw-token\n").unwrap();
     std::fs::write(dir.0.join("keys"), format!("{GW_KEY}\n")).unwrap();
-    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/secrets");
-    let tls = if https {
-        format!(
-            "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
-            examples.join("capig.shop.example.crt").display(),
-            examples.join("capig.shop.example.key").display()
-        )
-    } else {
-        String::new()
-    };
+    // With https: a certificate per domain (the second domain proves SNI picks).
+    let mut tls = String::new();
+    let mut other = String::new();
+    if https {
+        for (host, name) in [(GW_HOST, "main"), (GW_OTHER_HOST, "other")] {
+            let c = rcgen::generate_simple_self_signed(vec![host.to_owned()]).unwrap();
+            std::fs::write(dir.0.join(format!("{name}.crt")), c.cert.pem()).unwrap();
+            std::fs::write(dir.0.join(format!("{name}.key")), c.signing_key.serialize_pem()).unwrap();
+        }
+        tls = "tls_cert = \"main.crt\"\ntls_key = \"main.key\"\n".to_owned();
+        other = format!("[[domains]]\nname = \"{GW_OTHER_HOST}\"\norigins = [\"https://www.other.example\"]\ntls_cert = \"other.crt\"\ntls_key = \"other.key\"\n");
+    }
     let https_listener = if https { "[[listeners]]\naddr = \"127.0.0.1:0\"\nkind = \"https\"\n" } else { "" };
     let text = format!(
         r#"
@@ -228,6 +231,7 @@ kind = "http"
 name = "{GW_HOST}"
 origins = ["{GW_ORIGIN}"]
 {tls}
+{other}
 [[pixels]]
 id = "{GW_PIXEL}"
 access_token_file = "token"
