@@ -45,10 +45,13 @@ pub enum ServeError {
 }
 
 /// How the server runs, beyond the configuration.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct ServeOptions {
     /// Use epoll even where io_uring works.
     pub force_epoll: bool,
+    /// Called on each core's thread before its runtime starts, with the core's number:
+    /// thread-local instrumentation (the allocation-counting test uses it).
+    pub on_core_start: Option<fn(usize)>,
 }
 
 /// A running gateway: cores, listeners and delivery.
@@ -102,7 +105,11 @@ impl Server {
         let slots = Arc::new(Mutex::new(slots));
         let stop = Arc::new(AtomicBool::new(false));
         let stop_c = stop.clone();
+        let hook = opts.on_core_start;
         let (handles, drivers) = runtime::spawn_cores(cores, opts.force_epoll, move |core, _kind| {
+            if let Some(hook) = hook {
+                hook(core);
+            }
             let taken = slots.lock().unwrap_or_else(|e| e.into_inner())[core].take();
             let settings = settings.clone();
             let stop = stop_c.clone();

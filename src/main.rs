@@ -189,7 +189,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     for note in &config.notes {
         tracing::info!("{note}");
     }
-    let server = Server::start(config, ServeOptions { force_epoll: args.epoll })?;
+    let server = Server::start(config, ServeOptions { force_epoll: args.epoll, ..ServeOptions::default() })?;
     {
         let mut out = std::io::stdout().lock();
         for (kind, addr) in server.listening() {

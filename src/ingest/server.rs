@@ -525,21 +525,26 @@ impl<'c> Connection<'c> {
             cookie_fbp: edge.fbp.or(minted.as_ref().map(|m| m.0.as_str())),
             cookie_fbc: edge.fbc,
         };
-        let mut extra: Vec<(&str, &[u8])> = Vec::with_capacity(4);
+        // Answer headers in a fixed array: nothing allocated per request.
+        let mut extra: [(&str, &[u8]); 4] = [("", b""); 4];
+        let mut n = 0;
         if let Some(origin) = edge.origin {
-            extra.push(("Access-Control-Allow-Origin", origin.as_bytes()));
-            extra.push(("Access-Control-Allow-Credentials", b"true"));
-            extra.push(("Vary", b"Origin"));
+            extra[0] = ("Access-Control-Allow-Origin", origin.as_bytes());
+            extra[1] = ("Access-Control-Allow-Credentials", b"true");
+            extra[2] = ("Vary", b"Origin");
+            n = 3;
         }
         let cookie_line;
         if let Some((fbp, domain)) = &minted {
+            // A browser's first request only.
             let mut line = Vec::with_capacity(128);
             edge::write_fbp_cookie(&mut line, fbp.as_str(), domain.as_deref());
             cookie_line = line;
             // "Set-Cookie: " and the CRLF are the response writer's.
-            extra.push(("Set-Cookie", &cookie_line[12..cookie_line.len() - 2]));
+            extra[n] = ("Set-Cookie", &cookie_line[12..cookie_line.len() - 2]);
+            n += 1;
         }
-        self.ingest_and_answer(&mut req.body, BodyShape::Browser, &ctx, now, None, &extra, to, 200, after)
+        self.ingest_and_answer(&mut req.body, BodyShape::Browser, &ctx, now, None, &extra[..n], to, 200, after)
     }
 
     fn mint(&self, edge: &Edge<'_>) -> (edge::FbpText, Option<String>) {
@@ -609,7 +614,10 @@ impl<'c> Connection<'c> {
                     .increment(u64::from(n.added + n.rejected));
                 self.body.clear();
                 if shape == BodyShape::Server {
-                    self.body.extend_from_slice(format!("{{\"events_received\":{},\"rejected\":[", n.added).as_bytes());
+                    let mut digits = [0u8; 20];
+                    self.body.extend_from_slice(b"{\"events_received\":");
+                    self.body.extend_from_slice(crate::event::ids::format_u64(u64::from(n.added), &mut digits));
+                    self.body.extend_from_slice(b",\"rejected\":[");
                 } else {
                     self.body.extend_from_slice(b"{\"stored\":[");
                     self.body.extend_from_slice(&self.ids);
@@ -617,10 +625,10 @@ impl<'c> Connection<'c> {
                 }
                 self.body.extend_from_slice(&self.rejected);
                 self.body.extend_from_slice(b"]}");
-                let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(extra.len() + 1);
-                headers.push(("Content-Type", b"application/json"));
-                headers.extend_from_slice(extra);
-                http1::write_response(&mut self.out, &Response { status: ok_status, headers: &headers, body: &self.body, to });
+                let mut headers: [(&str, &[u8]); 5] = [("Content-Type", b"application/json"); 5];
+                let n_headers = 1 + extra.len().min(4);
+                headers[1..n_headers].copy_from_slice(&extra[..n_headers - 1]);
+                http1::write_response(&mut self.out, &Response { status: ok_status, headers: &headers[..n_headers], body: &self.body, to });
                 (after, (n.added > 0).then_some(g))
             }
         }
