@@ -353,6 +353,11 @@ pub struct Limits {
     pub idle_timeout_ms: u64,
     /// A WebSocket with no frame for this long is closed.
     pub ws_idle_timeout_ms: u64,
+    /// Requests and WebSocket messages per second from one client address (all its
+    /// connections); 0 is no limit.
+    pub requests_per_second_per_ip: u32,
+    /// The same for one connection; 0 is no limit.
+    pub requests_per_second_per_connection: u32,
     /// 0 turns deduplication off.
     pub dedup_window_secs: u64,
     /// Remembered event ids per pixel and core; 0 turns deduplication off.
@@ -374,6 +379,8 @@ impl Default for Limits {
             body_timeout_ms: 30_000,
             idle_timeout_ms: 75_000,
             ws_idle_timeout_ms: 600_000,
+            requests_per_second_per_ip: 2_000,
+            requests_per_second_per_connection: 500,
             dedup_window_secs: dedup.window_secs,
             dedup_capacity: dedup.capacity,
         }
@@ -526,7 +533,7 @@ impl Config {
             out,
             "limits: body {}, headers {} (at most {}), websocket frame {} message {}, {} events per request, \
              {} connections per core, timeouts header {} ms body {} ms idle {} ms websocket {} ms, \
-             dedup {} s × {} ids",
+             rate {}/s per address {}/s per connection, dedup {} s × {} ids",
             size::Human(l.body_bytes as u64),
             size::Human(l.header_bytes as u64),
             l.header_count,
@@ -538,6 +545,8 @@ impl Config {
             l.body_timeout_ms,
             l.idle_timeout_ms,
             l.ws_idle_timeout_ms,
+            l.requests_per_second_per_ip,
+            l.requests_per_second_per_connection,
             l.dedup_window_secs,
             l.dedup_capacity
         )?;

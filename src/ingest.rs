@@ -15,6 +15,7 @@
 
 pub mod core;
 pub mod edge;
+pub mod limit;
 pub mod listen;
 pub mod runtime;
 pub mod server;

@@ -294,7 +294,9 @@ fn close_code_after(addr: std::net::SocketAddr, frames: &[u8]) -> Option<u16> {
 fn hostile_input_gets_the_right_answer_and_a_well_behaved_client_is_unaffected() {
     let dir = TempDir::new("serve-hostile");
     let sim = sim();
-    let extra = "[limits]\nheader_timeout_ms = 400\nbody_bytes = \"64 KiB\"\nws_frame_bytes = \"64 KiB\"\nws_message_bytes = \"64 KiB\"\n";
+    // Rate limits off here: 10,000 pipelined requests are about framing (the limits
+    // have a test of their own).
+    let extra = "[limits]\nheader_timeout_ms = 400\nbody_bytes = \"64 KiB\"\nws_frame_bytes = \"64 KiB\"\nws_message_bytes = \"64 KiB\"\nrequests_per_second_per_ip = 0\nrequests_per_second_per_connection = 0\n";
     let gw = Gateway::start(&gateway_config(&dir, &sim.url(), false, extra), &[]);
     let addr = gw.http;
 
@@ -508,5 +510,30 @@ fn https_picks_the_certificate_by_sni_and_takes_events() {
         assert_eq!(parse_response(&raw).0, 200, "{}", String::from_utf8_lossy(&raw));
     }
     wait_for(Duration::from_secs(10), "the HTTPS events", || sim_events(&sim).len() == 2);
+    assert!(gw.stop().success());
+}
+
+#[test]
+fn rate_limits_answer_429_per_connection_and_per_address() {
+    let dir = TempDir::new("serve-rate");
+    let sim = sim();
+    let extra = "[limits]\nrequests_per_second_per_connection = 5\nrequests_per_second_per_ip = 8\n";
+    let gw = Gateway::start(&gateway_config(&dir, &sim.url(), false, extra), &["--set", "runtime.cores=1"]);
+    // n pipelined requests, the last one closing, so the answer comes at once.
+    let requests = |n: usize| "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".repeat(n - 1) + "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let statuses = |n: usize| -> Vec<u16> {
+        let answer = raw(gw.http, requests(n).as_bytes(), Duration::from_secs(5));
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        text.match_indices("HTTP/1.1 ").map(|(i, _)| text[i + 9..i + 12].parse().unwrap()).collect()
+    };
+    // One connection: its 5 per second, then 429 with Retry-After.
+    assert_eq!(statuses(7), [200, 200, 200, 200, 200, 429, 429]);
+    // A second connection from the same address: the address has 3 of its 8 left.
+    assert_eq!(statuses(5), [200, 200, 200, 429, 429]);
+    // A second later the buckets have refilled.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(statuses(2), [200, 200]);
+    let answer = String::from_utf8_lossy(&raw(gw.http, requests(12).as_bytes(), Duration::from_secs(5))).into_owned();
+    assert!(answer.contains("Retry-After: 1") && answer.contains("retry in a second"), "{answer}");
     assert!(gw.stop().success());
 }

@@ -105,6 +105,8 @@ pub(crate) struct RawLimits {
     pub body_timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
     pub ws_idle_timeout_ms: Option<u64>,
+    pub requests_per_second_per_ip: Option<u32>,
+    pub requests_per_second_per_connection: Option<u32>,
     pub dedup_window_secs: Option<u64>,
     pub dedup_capacity: Option<usize>,
 }

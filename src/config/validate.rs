@@ -818,6 +818,20 @@ impl Validator<'_> {
             1_000..=86_400_000,
             "a WebSocket with no frame for this long is closed",
         );
+        let requests_per_second_per_ip = self.number(
+            &t.key("requests_per_second_per_ip"),
+            r.requests_per_second_per_ip,
+            d.requests_per_second_per_ip,
+            0..=10_000_000,
+            "requests (and WebSocket messages) one client address may send per second, a second's worth at once; 0 turns the limit off",
+        );
+        let requests_per_second_per_connection = self.number(
+            &t.key("requests_per_second_per_connection"),
+            r.requests_per_second_per_connection,
+            d.requests_per_second_per_connection,
+            0..=10_000_000,
+            "requests (and WebSocket messages) one connection may send per second, a second's worth at once; 0 turns the limit off",
+        );
         let dedup_window_secs = self.number(
             &t.key("dedup_window_secs"),
             r.dedup_window_secs,
@@ -845,6 +859,8 @@ impl Validator<'_> {
             body_timeout_ms,
             idle_timeout_ms,
             ws_idle_timeout_ms,
+            requests_per_second_per_ip,
+            requests_per_second_per_connection,
             dedup_window_secs,
             dedup_capacity,
         }

@@ -26,6 +26,7 @@ use tokio::sync::Notify;
 
 use super::core::{BodyShape, CoreState, Generation};
 use super::edge::{self, FbpMinter, IpText};
+use super::limit::{AddressLimits, Bucket};
 use super::transport::Transport;
 use crate::config::{Config, IpNet, ListenerKind, Secret};
 use crate::deliver::batch::BatchConfig;
@@ -53,6 +54,8 @@ pub struct Settings {
     pub ws: websocket::Config,
     pub events_per_request: usize,
     pub connections_per_core: usize,
+    pub per_ip_rate: u32,
+    pub per_connection_rate: u32,
     pub sites: Vec<Site>,
     pub access_keys: Vec<(PixelId, Vec<Secret>)>,
     pub trusted: Vec<IpNet>,
@@ -78,6 +81,8 @@ impl Settings {
             ws: websocket::Config::from(&config.limits),
             events_per_request: config.limits.events_per_request,
             connections_per_core: config.limits.connections_per_core,
+            per_ip_rate: config.limits.requests_per_second_per_ip,
+            per_connection_rate: config.limits.requests_per_second_per_connection,
             sites: config
                 .domains
                 .iter()
@@ -122,6 +127,7 @@ pub struct CoreCtx {
     done: Notify,
     stop: Arc<AtomicBool>,
     connections: Cell<usize>,
+    addresses: RefCell<AddressLimits>,
 }
 
 /// Runs one core: its accept loops and its flusher, until `stop`; then closes the open
@@ -142,6 +148,7 @@ pub async fn run_core(
         done: Notify::new(),
         stop,
         connections: Cell::new(0),
+        addresses: RefCell::new(AddressLimits::default()),
     });
     for (kind, l) in listeners {
         match monoio::net::TcpListener::from_std(l) {
@@ -264,6 +271,7 @@ struct Connection<'c> {
     ids: Vec<u8>,
     rejected: Vec<u8>,
     body: Vec<u8>,
+    bucket: Bucket,
 }
 
 fn now_ms() -> u64 {
@@ -282,7 +290,19 @@ impl<'c> Connection<'c> {
             ids: Vec::new(),
             rejected: Vec::new(),
             body: Vec::new(),
+            bucket: Bucket::new(ctx.settings.per_connection_rate, Instant::now()),
         }
+    }
+
+
+    fn client_ip(&self, head: &http1::RequestHead<'_, '_>) -> IpAddr {
+        let headers = head.headers();
+        edge::client_ip(
+            self.peer,
+            headers.iter().filter(|h| h.name.eq_ignore_ascii_case("forwarded")).map(|h| h.value),
+            headers.iter().filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for")).map(|h| h.value),
+            &self.ctx.settings.trusted,
+        )
     }
 
     async fn run(mut self) {
@@ -401,6 +421,20 @@ impl<'c> Connection<'c> {
         }
         let path = head.path();
         let method = head.method();
+        let client = self.client_ip(head);
+        if !within_limits(&mut self.bucket, self.ctx, client, now) {
+            metrics::counter!("capig_rate_limited_total", "channel" => "http").increment(1);
+            http1::write_response(
+                &mut self.out,
+                &Response {
+                    status: 429,
+                    headers: &[("Content-Type", b"text/plain; charset=utf-8"), ("Retry-After", b"1")],
+                    body: b"too many requests from this address or connection; retry in a second\n",
+                    to,
+                },
+            );
+            return (after, None);
+        }
         match (path, method) {
             ("/healthz", Method::Get | Method::Head) => {
                 text(&mut self.out, 200, "ok\n", to);
@@ -488,13 +522,7 @@ impl<'c> Connection<'c> {
 
     /// The edge's view of a request: client IP, user agent, cookies, a minted `_fbp`.
     fn edge<'h>(&self, head: &http1::RequestHead<'h, 'h>) -> Edge<'h> {
-        let headers = head.headers();
-        let ip = edge::client_ip(
-            self.peer,
-            headers.iter().filter(|h| h.name.eq_ignore_ascii_case("forwarded")).map(|h| h.value),
-            headers.iter().filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for")).map(|h| h.value),
-            &self.ctx.settings.trusted,
-        );
+        let ip = self.client_ip(head);
         let cookie = head.header("cookie").and_then(|c| std::str::from_utf8(c).ok()).unwrap_or("");
         let fbp = ids::cookie(cookie, "_fbp").filter(|v| ids::is_valid_fbp(v));
         Edge {
@@ -679,6 +707,7 @@ impl<'c> Connection<'c> {
     async fn websocket(&mut self, mut ws: websocket::Connection) {
         let edge_fields: Vec<String> = String::from_utf8_lossy(&self.body).split('\0').map(str::to_owned).collect();
         let field = |i: usize| edge_fields.get(i).map(String::as_str).filter(|s| !s.is_empty());
+        let client: IpAddr = field(0).and_then(|ip| ip.parse().ok()).unwrap_or(self.peer);
         let mut answers: Vec<u8> = Vec::new();
         let mut pending_answers: Vec<(usize, usize)> = Vec::new();
         loop {
@@ -702,6 +731,12 @@ impl<'c> Connection<'c> {
                             cookie_fbc: field(3),
                         };
                         let start = answers.len();
+                        if !within_limits(&mut self.bucket, self.ctx, client, now) {
+                            metrics::counter!("capig_rate_limited_total", "channel" => "websocket").increment(1);
+                            answers.extend_from_slice(b"{\"refused\":\"rate_limited\",\"message\":\"too many messages from this address or connection; send them again in a second\"}");
+                            pending_answers.push((start, answers.len()));
+                            continue;
+                        }
                         let mut state = self.ctx.state.borrow_mut();
                         if let Some(e) = state.refusing() {
                             drop(state);
@@ -799,6 +834,12 @@ enum Read {
     Eof,
     Deadline,
     Stop,
+}
+
+/// Takes a request's tokens: the connection's, then the client address's.
+fn within_limits(bucket: &mut Bucket, ctx: &CoreCtx, client: IpAddr, now: Instant) -> bool {
+    let s = &ctx.settings;
+    bucket.take(s.per_connection_rate, now) && ctx.addresses.borrow_mut().take(client, s.per_ip_rate, now)
 }
 
 /// What the edge knows of one request.
