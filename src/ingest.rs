@@ -29,6 +29,7 @@ use std::time::Duration;
 use crate::config::{Config, ListenerKind};
 use crate::deliver::handoff::CoreLink;
 use crate::deliver::pipeline::{Delivery, DeliveryConfig, DeliveryError};
+use edge::FbpMinter;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +60,9 @@ pub struct ServeOptions {
 pub struct Server {
     listening: Vec<(ListenerKind, SocketAddr)>,
     drivers: Vec<runtime::DriverKind>,
+    reload: Arc<server::Reload>,
+    /// Whether an https listener runs (a reload must then bring certificates too).
+    https: bool,
     stop: Arc<AtomicBool>,
     cores: Vec<std::thread::JoinHandle<()>>,
     delivery: Option<Delivery>,
@@ -73,26 +77,20 @@ impl Server {
             n => n,
         };
         let bound = listen::bind_all(&config.listeners, cores)?;
-        let tls = if bound.iter().any(|b| b.kind == ListenerKind::Https) {
-            let certs: Vec<_> = config
-                .domains
-                .iter()
-                .filter_map(|d| d.certified_key.clone().map(|k| (d.name.clone(), k)))
-                .collect();
-            if certs.is_empty() {
-                return Err(ServeError::NoCertificate);
-            }
-            Some(transport::server_config(certs)?)
-        } else {
-            None
-        };
+        let https = bound.iter().any(|b| b.kind == ListenerKind::Https);
+        let tls = tls_config(&config, https)?;
         let https_port = bound
             .iter()
             .find(|b| b.kind == ListenerKind::Https)
             .map(|b| b.addr.port());
         let listening = bound.iter().map(|b| (b.kind, b.addr)).collect();
         let (delivery, links) = Delivery::start(DeliveryConfig::from_config(&config, cores))?;
-        let settings = Arc::new(server::Settings::new(Arc::new(config), tls, https_port));
+        let reload = Arc::new(server::Reload::new(server::Settings::new(
+            Arc::new(config),
+            tls,
+            https_port,
+            FbpMinter::random(),
+        )));
 
         // Each core takes its own sockets and link from here once, at start.
         let mut slots: Vec<CoreSlot> = links.into_iter().map(|l| Some((Vec::new(), l))).collect();
@@ -106,17 +104,18 @@ impl Server {
         let slots = Arc::new(Mutex::new(slots));
         let stop = Arc::new(AtomicBool::new(false));
         let stop_c = stop.clone();
+        let reload_c = reload.clone();
         let hook = opts.on_core_start;
         let (handles, drivers) = runtime::spawn_cores(cores, opts.force_epoll, move |core, _kind| {
             if let Some(hook) = hook {
                 hook(core);
             }
             let taken = slots.lock().unwrap_or_else(|e| e.into_inner())[core].take();
-            let settings = settings.clone();
+            let reload = reload_c.clone();
             let stop = stop_c.clone();
             async move {
                 if let Some((listeners, link)) = taken {
-                    server::run_core(core, listeners, settings, link, stop).await;
+                    server::run_core(core, listeners, reload, link, stop).await;
                 }
             }
         })
@@ -124,6 +123,8 @@ impl Server {
         Ok(Server {
             listening,
             drivers,
+            reload,
+            https,
             stop,
             cores: handles,
             delivery: Some(delivery),
@@ -133,6 +134,24 @@ impl Server {
     /// The listeners with their real addresses (a configured port 0 is resolved).
     pub fn listening(&self) -> &[(ListenerKind, SocketAddr)] {
         &self.listening
+    }
+
+    /// Puts a reloaded configuration in force without dropping a connection: pixel
+    /// policies, access keys and tokens, domains, origins and certificates (new TLS
+    /// sessions get the new ones), trusted proxies, limits and rate limits. Listeners,
+    /// the number of cores, the spool and `[upstream]` other than tokens keep their
+    /// values until a restart.
+    pub fn reload(&self, config: Config) -> Result<(), ServeError> {
+        let old = self.reload.latest();
+        let tls = tls_config(&config, self.https)?;
+        self.delivery().set_routes(crate::deliver::pipeline::routes(&config));
+        self.reload.publish(server::Settings::new(
+            Arc::new(config),
+            tls,
+            old.https_port,
+            old.minter.clone(),
+        ));
+        Ok(())
     }
 
     /// The I/O driver of each core.
@@ -157,6 +176,22 @@ impl Server {
             d.shutdown(deadline);
         }
     }
+}
+
+/// The rustls configuration over the domains' certificates, when an https listener runs.
+fn tls_config(config: &Config, https: bool) -> Result<Option<Arc<rustls::ServerConfig>>, ServeError> {
+    if !https {
+        return Ok(None);
+    }
+    let certs: Vec<_> = config
+        .domains
+        .iter()
+        .filter_map(|d| d.certified_key.clone().map(|k| (d.name.clone(), k)))
+        .collect();
+    if certs.is_empty() {
+        return Err(ServeError::NoCertificate);
+    }
+    Ok(Some(transport::server_config(certs)?))
 }
 
 /// Tells systemd about the service's state (`READY=1`, `STOPPING=1`, `RELOADING=1`,

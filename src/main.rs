@@ -48,7 +48,8 @@ enum Command {
     Sim(capig::sim::SimArgs),
     /// Run the gateway: the ingestion server on every configured listener and the
     /// delivery to the Graph API. Stops cleanly on SIGTERM or Ctrl-C; SIGHUP reloads the
-    /// pixels' access tokens.
+    /// configuration (pixels, tokens, domains, certificates, limits) without dropping
+    /// connections.
     Serve(ServeArgs),
     /// Read browser events (like transform) on stdin and deliver them to the Graph API
     /// through the durable spool; prints {"stored":<event_id>} once an event is stored,
@@ -223,10 +224,13 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
                 _ = hup.recv() => {
                     sd_notify("RELOADING=1");
                     match capig::config::Config::load(&args.config.config, &args.config.sets) {
-                        Ok(c) => {
-                            server.delivery().set_routes(capig::deliver::pipeline::routes(&c));
-                            tracing::info!("reloaded the pixels' access tokens from {}; other settings take effect at the next restart", args.config.config.display());
-                        }
+                        Ok(c) => match server.reload(c) {
+                            Ok(()) => tracing::info!(
+                                "reloaded {}: pixels, tokens, domains, certificates, limits; listeners, cores, spool and upstream keep their values until a restart",
+                                args.config.config.display()
+                            ),
+                            Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
+                        },
                         Err(e) => tracing::error!("reload failed, keeping the running configuration:\n{e}"),
                     }
                     sd_notify("READY=1");

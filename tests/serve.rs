@@ -537,3 +537,62 @@ fn rate_limits_answer_429_per_connection_and_per_address() {
     assert!(answer.contains("Retry-After: 1") && answer.contains("retry in a second"), "{answer}");
     assert!(gw.stop().success());
 }
+
+/// One request on a kept-alive TLS connection; the status.
+fn tls_get(tls: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>) -> u16 {
+    if write!(tls, "GET /healthz HTTP/1.1\r\nHost: {GW_HOST}\r\n\r\n").and_then(|_| tls.flush()).is_err() {
+        return 0;
+    }
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !String::from_utf8_lossy(&raw).ends_with("ok\n") {
+        match tls.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+        }
+    }
+    parse_response(&raw).0
+}
+
+#[test]
+fn sighup_reloads_certificates_and_origins_without_dropping_connections() {
+    let dir = TempDir::new("serve-reload");
+    let sim = sim();
+    let config = gateway_config(&dir, &sim.url(), true, "");
+    let gw = Gateway::start(&config, &[]);
+    let https = gw.https.unwrap();
+    std::fs::copy(dir.0.join("main.crt"), dir.0.join("old.crt")).unwrap();
+    let mut kept = tls_client(https, &dir.0.join("old.crt"), GW_HOST);
+    assert_eq!(tls_get(&mut kept), 200);
+    let new_origin = [("Origin", "https://new.shop.example"), ("Content-Type", "application/json"), ("User-Agent", "UA")];
+    let (status, _, _) = http(gw.http, "POST", "/capig/events", &new_origin, browser_event("r1").as_bytes());
+    assert_eq!(status, 403, "not an origin yet");
+
+    // A new certificate and a new origin, then SIGHUP.
+    let c = rcgen::generate_simple_self_signed(vec![GW_HOST.to_owned()]).unwrap();
+    std::fs::write(dir.0.join("main.crt"), c.cert.pem()).unwrap();
+    std::fs::write(dir.0.join("main.key"), c.signing_key.serialize_pem()).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("origins = [\"{GW_ORIGIN}\"]"),
+        &format!("origins = [\"{GW_ORIGIN}\", \"https://new.shop.example\"]"),
+    );
+    std::fs::write(&config, text).unwrap();
+    std::process::Command::new("kill").args(["-HUP", &gw.child.id().to_string()]).status().unwrap();
+    wait_for(Duration::from_secs(5), "both cores on the new configuration", || gw.log().matches("new configuration in force").count() == 2);
+
+    assert_eq!(tls_get(&mut kept), 200, "the open TLS connection carries on");
+    let mut fresh = tls_client(https, &dir.0.join("main.crt"), GW_HOST);
+    assert_eq!(tls_get(&mut fresh), 200, "a new session gets the new certificate");
+    let mut stale = tls_client(https, &dir.0.join("old.crt"), GW_HOST);
+    assert_eq!(tls_get(&mut stale), 0, "the old certificate is no longer served");
+    let (status, _, body) = http(gw.http, "POST", "/capig/events", &new_origin, browser_event("r2").as_bytes());
+    assert_eq!(status, 200, "{body}");
+    wait_for(Duration::from_secs(10), "the event from the new origin", || sim_events(&sim).len() == 1);
+
+    // A broken configuration is refused and the running one kept.
+    std::fs::write(&config, "this is not toml").unwrap();
+    std::process::Command::new("kill").args(["-HUP", &gw.child.id().to_string()]).status().unwrap();
+    wait_for(Duration::from_secs(5), "the refusal", || gw.log().contains("reload failed"));
+    assert_eq!(tls_get(&mut kept), 200);
+    assert!(gw.stop().success());
+}

@@ -18,8 +18,8 @@
 use std::cell::{Cell, RefCell};
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
@@ -48,7 +48,9 @@ const STOP_CHECK: Duration = Duration::from_millis(100);
 /// write their last answers before the core ends (and drops them).
 const STOP_GRACE: Duration = Duration::from_millis(100);
 
-/// What every core needs, shared read-only.
+/// What every core needs. Each core keeps its own copy (a reload hands each core a new
+/// one), so reading it never touches memory another core writes.
+#[derive(Clone)]
 pub struct Settings {
     pub http: http1::Limits,
     pub ws: websocket::Config,
@@ -75,7 +77,8 @@ pub struct Site {
 }
 
 impl Settings {
-    pub fn new(config: Arc<Config>, tls: Option<Arc<rustls::ServerConfig>>, https_port: Option<u16>) -> Settings {
+    /// `minter` is kept across reloads, so browsers keep getting the same `_fbp`.
+    pub fn new(config: Arc<Config>, tls: Option<Arc<rustls::ServerConfig>>, https_port: Option<u16>, minter: FbpMinter) -> Settings {
         Settings {
             http: http1::Limits::from(&config.limits),
             ws: websocket::Config::from(&config.limits),
@@ -90,7 +93,7 @@ impl Settings {
                 .collect(),
             access_keys: config.pixels.iter().map(|p| (p.id, p.access_keys.clone())).collect(),
             trusted: config.trusted_proxies.clone(),
-            minter: FbpMinter::random(),
+            minter,
             tls,
             batch: BatchConfig::from(&config.upstream),
             https_port,
@@ -120,7 +123,11 @@ impl Settings {
 pub struct CoreCtx {
     pub core: usize,
     pub state: RefCell<CoreState>,
-    pub settings: Arc<Settings>,
+    /// This core's copy of the settings; replaced on reload.
+    settings: RefCell<Rc<Settings>>,
+    reload: Arc<Reload>,
+    /// The reload generation `settings` comes from.
+    epoch: Cell<u64>,
     /// A request waits on the open generation: close it soon.
     flush: Notify,
     /// Some generation finished.
@@ -130,20 +137,73 @@ pub struct CoreCtx {
     addresses: RefCell<AddressLimits>,
 }
 
+/// New settings for the cores, published by [`Reload::publish`] (SIGHUP) and picked up
+/// by each core's flusher: one atomic load per flusher turn, a lock only when the epoch
+/// moved.
+pub struct Reload {
+    epoch: AtomicU64,
+    settings: Mutex<Arc<Settings>>,
+}
+
+impl Reload {
+    pub fn new(settings: Settings) -> Reload {
+        Reload { epoch: AtomicU64::new(1), settings: Mutex::new(Arc::new(settings)) }
+    }
+
+    /// Hands `settings` to every core; connections use them from their next request
+    /// (open TLS sessions keep their certificate, new ones get the new one).
+    pub fn publish(&self, settings: Settings) {
+        *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings);
+        self.epoch.fetch_add(1, Ordering::Release);
+    }
+
+    /// The settings now in force, and their epoch.
+    pub fn latest(&self) -> Arc<Settings> {
+        self.settings.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn current(&self) -> (u64, Rc<Settings>) {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        (epoch, Rc::new(Settings::clone(&self.latest())))
+    }
+}
+
+impl CoreCtx {
+    /// This core's settings (a core-local reference count).
+    fn settings(&self) -> Rc<Settings> {
+        self.settings.borrow().clone()
+    }
+
+    /// Takes new settings if a reload published some.
+    fn pick_up_reload(&self) {
+        if self.reload.epoch.load(Ordering::Acquire) == self.epoch.get() {
+            return;
+        }
+        let (epoch, settings) = self.reload.current();
+        self.state.borrow_mut().set_policies(settings.config.policies());
+        *self.settings.borrow_mut() = settings;
+        self.epoch.set(epoch);
+        tracing::info!("core {}: new configuration in force", self.core);
+    }
+}
+
 /// Runs one core: its accept loops and its flusher, until `stop`; then closes the open
 /// batches into the spool.
 pub async fn run_core(
     core: usize,
     listeners: Vec<(ListenerKind, std::net::TcpListener)>,
-    settings: Arc<Settings>,
+    reload: Arc<Reload>,
     link: CoreLink,
     stop: Arc<AtomicBool>,
 ) {
+    let (epoch, settings) = reload.current();
     let state = CoreState::new(settings.config.policies(), settings.batch, link);
     let ctx = Rc::new(CoreCtx {
         core,
         state: RefCell::new(state),
-        settings,
+        settings: RefCell::new(settings),
+        reload,
+        epoch: Cell::new(epoch),
         flush: Notify::new(),
         done: Notify::new(),
         stop,
@@ -164,6 +224,7 @@ pub async fn run_core(
 /// Closes generations when requests wait on them and collects the spool's answers.
 async fn flusher(ctx: &CoreCtx) {
     loop {
+        ctx.pick_up_reload();
         let (changed, busy) = {
             let mut s = ctx.state.borrow_mut();
             let mut changed = false;
@@ -224,7 +285,8 @@ async fn accept_loop(listener: monoio::net::TcpListener, kind: ListenerKind, ctx
                 continue;
             }
         };
-        if ctx.connections.get() >= ctx.settings.connections_per_core {
+        let settings = ctx.settings();
+        if ctx.connections.get() >= settings.connections_per_core {
             metrics::counter!("capig_connections_refused_total", "reason" => "per_core_cap").increment(1);
             drop(stream);
             continue;
@@ -233,7 +295,7 @@ async fn accept_loop(listener: monoio::net::TcpListener, kind: ListenerKind, ctx
         let ctx = ctx.clone();
         monoio::spawn(async move {
             ctx.connections.set(ctx.connections.get() + 1);
-            let transport = match (kind, &ctx.settings.tls) {
+            let transport = match (kind, &settings.tls) {
                 (ListenerKind::Https, Some(tls)) => Transport::tls(stream, tls.clone()),
                 (ListenerKind::Https, None) => Err(std::io::Error::other("no certificate configured")),
                 _ => Ok(Transport::Plain(stream)),
@@ -272,6 +334,8 @@ struct Connection<'c> {
     rejected: Vec<u8>,
     body: Vec<u8>,
     bucket: Bucket,
+    /// The core's settings as of this connection's current request.
+    settings: Rc<Settings>,
 }
 
 fn now_ms() -> u64 {
@@ -290,7 +354,8 @@ impl<'c> Connection<'c> {
             ids: Vec::new(),
             rejected: Vec::new(),
             body: Vec::new(),
-            bucket: Bucket::new(ctx.settings.per_connection_rate, Instant::now()),
+            bucket: Bucket::new(ctx.settings().per_connection_rate, Instant::now()),
+            settings: ctx.settings(),
         }
     }
 
@@ -301,12 +366,12 @@ impl<'c> Connection<'c> {
             self.peer,
             headers.iter().filter(|h| h.name.eq_ignore_ascii_case("forwarded")).map(|h| h.value),
             headers.iter().filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for")).map(|h| h.value),
-            &self.ctx.settings.trusted,
+            &self.settings.trusted,
         )
     }
 
     async fn run(mut self) {
-        let mut http = http1::Conn::new(self.ctx.settings.http, Instant::now());
+        let mut http = http1::Conn::new(self.settings.http, Instant::now());
         loop {
             // Answer every complete request in the buffer (pipelining), then read.
             let mut after = After::KeepGoing;
@@ -412,6 +477,7 @@ impl<'c> Connection<'c> {
 
     /// Routes one request; writes the answer into `out` (or the upgrade response).
     fn handle(&mut self, req: http1::Request<'_, '_>, now: Instant) -> (After, Option<Generation>) {
+        self.settings = self.ctx.settings();
         let head = &req.head;
         let to = head.reply_to();
         let after = if to.persistence == Persistence::Close { After::Close } else { After::KeepGoing };
@@ -482,7 +548,7 @@ impl<'c> Connection<'c> {
         let mut location = Vec::with_capacity(64);
         location.extend_from_slice(b"https://");
         location.extend_from_slice(host.as_bytes());
-        if let Some(port) = self.ctx.settings.https_port.filter(|&p| p != 443) {
+        if let Some(port) = self.settings.https_port.filter(|&p| p != 443) {
             location.extend_from_slice(format!(":{port}").as_bytes());
         }
         location.extend_from_slice(head.target().as_bytes());
@@ -500,7 +566,7 @@ impl<'c> Connection<'c> {
     fn preflight(&mut self, head: &http1::RequestHead<'_, '_>, to: ReplyTo) {
         let host = host_of(head);
         match head.header("origin").and_then(|o| std::str::from_utf8(o).ok()) {
-            Some(origin) if self.ctx.settings.origin_allowed(host, origin) => http1::write_response(
+            Some(origin) if self.settings.origin_allowed(host, origin) => http1::write_response(
                 &mut self.out,
                 &Response {
                     status: 204,
@@ -539,7 +605,7 @@ impl<'c> Connection<'c> {
         let to = req.head.reply_to();
         let edge = self.edge(&req.head);
         if let Some(origin) = edge.origin {
-            if !self.ctx.settings.origin_allowed(edge.host, origin) {
+            if !self.settings.origin_allowed(edge.host, origin) {
                 text(&mut self.out, 403, "this origin may not send events here; add it to the domain's origins in capig.toml\n", to);
                 return (after, None);
             }
@@ -578,7 +644,7 @@ impl<'c> Connection<'c> {
     fn mint(&self, edge: &Edge<'_>) -> (edge::FbpText, Option<String>) {
         let page = edge.origin.and_then(edge::origin_host);
         let domain = edge.host.and_then(|h| edge::cookie_domain(h, page)).map(str::to_owned);
-        let fbp = self.ctx.settings.minter.mint(edge.ip.as_str(), edge.user_agent.unwrap_or(""), now_ms(), domain.as_deref());
+        let fbp = self.settings.minter.mint(edge.ip.as_str(), edge.user_agent.unwrap_or(""), now_ms(), domain.as_deref());
         (fbp, domain)
     }
 
@@ -588,7 +654,7 @@ impl<'c> Connection<'c> {
             text(&mut self.out, 404, "no such pixel: the path is /capi/{pixel_id}/events with the pixel id in digits\n", to);
             return (after, None);
         };
-        if !self.ctx.settings.access_keys.iter().any(|(p, keys)| *p == pixel && !keys.is_empty()) {
+        if !self.settings.access_keys.iter().any(|(p, keys)| *p == pixel && !keys.is_empty()) {
             text(&mut self.out, 403, "this pixel takes no server events: give it an access_keys_file in capig.toml\n", to);
             return (after, None);
         }
@@ -625,7 +691,7 @@ impl<'c> Connection<'c> {
         }
         self.ids.clear();
         self.rejected.clear();
-        let settings = &self.ctx.settings;
+        let settings = &self.settings;
         let key_ok = |k: &str| key_pixel.is_some_and(|p| settings.key_ok(p, k));
         let result = state.ingest(body, shape, ctx, now, settings.events_per_request, &key_ok, &mut self.ids, &mut self.rejected);
         let g = state.open_generation();
@@ -673,7 +739,7 @@ impl<'c> Connection<'c> {
         };
         let edge = self.edge(head);
         match edge.origin {
-            Some(origin) if self.ctx.settings.origin_allowed(edge.host, origin) => {}
+            Some(origin) if self.settings.origin_allowed(edge.host, origin) => {}
             _ => {
                 text(&mut self.out, 403, "this origin may not open a WebSocket here; add it to the domain's origins in capig.toml\n", ReplyTo::CLOSE);
                 return (After::Close, None);
@@ -698,7 +764,7 @@ impl<'c> Connection<'c> {
         self.body.extend_from_slice(edge.fbp.or(minted.as_ref().map(|m| m.0.as_str())).unwrap_or("").as_bytes());
         self.body.push(0);
         self.body.extend_from_slice(edge.fbc.unwrap_or("").as_bytes());
-        (After::Upgrade(websocket::Connection::new(self.ctx.settings.ws, now)), None)
+        (After::Upgrade(websocket::Connection::new(self.settings.ws, now)), None)
     }
 
     /// The WebSocket loop: each text message is one event or an array; after each burst
@@ -744,7 +810,7 @@ impl<'c> Connection<'c> {
                         } else {
                             self.ids.clear();
                             self.rejected.clear();
-                            let r = state.ingest(m.payload, BodyShape::Browser, &ctx, now, self.ctx.settings.events_per_request, &|_| false, &mut self.ids, &mut self.rejected);
+                            let r = state.ingest(m.payload, BodyShape::Browser, &ctx, now, self.settings.events_per_request, &|_| false, &mut self.ids, &mut self.rejected);
                             let g = state.open_generation();
                             drop(state);
                             match r {
@@ -838,7 +904,7 @@ enum Read {
 
 /// Takes a request's tokens: the connection's, then the client address's.
 fn within_limits(bucket: &mut Bucket, ctx: &CoreCtx, client: IpAddr, now: Instant) -> bool {
-    let s = &ctx.settings;
+    let s = ctx.settings();
     bucket.take(s.per_connection_rate, now) && ctx.addresses.borrow_mut().take(client, s.per_ip_rate, now)
 }
 
