@@ -596,3 +596,58 @@ fn sighup_reloads_certificates_and_origins_without_dropping_connections() {
     assert_eq!(tls_get(&mut kept), 200);
     assert!(gw.stop().success());
 }
+
+#[test]
+fn the_web_client_is_served_precompressed_with_an_etag() {
+    let dir = TempDir::new("serve-js");
+    let sim = sim();
+    let gw = Gateway::start(&gateway_config(&dir, &sim.url(), false, ""), &[]);
+    let get = |headers: &[(&str, &str)]| {
+        let mut s = TcpStream::connect(gw.http).unwrap();
+        let mut req = format!("GET /capig/client.js HTTP/1.1\r\nHost: {GW_HOST}\r\nConnection: close\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let (_, headers, _) = parse_response(&raw[..split + 4]);
+        (parse_response(&raw).0, headers, raw[split + 4..].to_vec())
+    };
+    let (status, headers, plain) = get(&[]);
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "content-type"), Some("application/javascript; charset=utf-8"));
+    assert!(header(&headers, "cache-control").unwrap().contains("max-age"));
+    assert_eq!(header(&headers, "content-encoding"), None);
+    let etag = header(&headers, "etag").unwrap().to_owned();
+    let text = String::from_utf8(plain.clone()).unwrap();
+    assert!(text.contains("fbq") && text.contains("/capig/ws"), "the client itself");
+
+    let (_, headers, gz) = get(&[("Accept-Encoding", "gzip, deflate")]);
+    assert_eq!(header(&headers, "content-encoding"), Some("gzip"));
+    let mut unzipped = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut unzipped).unwrap();
+    assert_eq!(unzipped, plain);
+    let (_, headers, br) = get(&[("Accept-Encoding", "gzip, br")]);
+    assert_eq!(header(&headers, "content-encoding"), Some("br"));
+    let mut unbr = Vec::new();
+    brotli::Decompressor::new(&br[..], 4096).read_to_end(&mut unbr).unwrap();
+    assert_eq!(unbr, plain);
+    assert!(br.len() < 4096 && gz.len() < 4096, "br {} B, gzip {} B", br.len(), gz.len());
+    let (_, headers, _) = get(&[("Accept-Encoding", "br;q=0, gzip")]);
+    assert_eq!(header(&headers, "content-encoding"), Some("gzip"));
+    let (status, _, body) = get(&[("If-None-Match", &etag)]);
+    assert!(status == 304 && body.is_empty());
+
+    // What is served is valid JavaScript (the build strips comments and indentation).
+    let path = dir.0.join("served.js");
+    std::fs::write(&path, &plain).unwrap();
+    let check = std::process::Command::new("node").arg("--check").arg(&path).status();
+    match check {
+        Ok(s) => assert!(s.success(), "node --check refused the served client"),
+        Err(e) => panic!("node is needed for this test (scripts/test.sh installs it): {e}"),
+    }
+    assert!(gw.stop().success());
+}

@@ -513,6 +513,10 @@ impl<'c> Connection<'c> {
                 }
                 (after, None)
             }
+            ("/capig/client.js", Method::Get | Method::Head) => {
+                client_js(&mut self.out, head, to);
+                (after, None)
+            }
             ("/capig/events", Method::Options) => {
                 self.preflight(head, to);
                 (after, None)
@@ -523,7 +527,7 @@ impl<'c> Connection<'c> {
                 let pixel = &p["/capi/".len()..p.len() - "/events".len()];
                 self.server_post(pixel, req, now, after)
             }
-            ("/healthz" | "/readyz" | "/capig/ws", _) => {
+            ("/healthz" | "/readyz" | "/capig/ws" | "/capig/client.js", _) => {
                 http1::Error::MethodNotAllowed { allow: "GET" }.write_response(&mut self.out, to);
                 (after, None)
             }
@@ -924,6 +928,63 @@ fn host_of<'h>(head: &http1::RequestHead<'h, 'h>) -> Option<&'h str> {
         Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(']') || h.starts_with('[') => h.trim_matches(['[', ']']),
         _ => host,
     })
+}
+
+/// The web client, as `build.rs` made it from `web-client/capig.js`.
+mod client {
+    pub const JS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/capig.js"));
+    pub const GZIP: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/capig.js.gz"));
+    pub const BROTLI: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/capig.js.br"));
+    pub const ETAG: &str = include_str!(concat!(env!("OUT_DIR"), "/capig.js.etag"));
+}
+
+/// Whether `accept` (an `Accept-Encoding` value) takes `coding` (not with `q=0`).
+fn accepts(accept: &[u8], coding: &str) -> bool {
+    accept.split(|&b| b == b',').any(|item| {
+        let mut parts = item.split(|&b| b == b';');
+        let name = parts.next().unwrap_or_default().trim_ascii();
+        name.eq_ignore_ascii_case(coding.as_bytes())
+            && !parts.any(|p| {
+                let p = p.trim_ascii();
+                p.len() >= 2 && p[..2].eq_ignore_ascii_case(b"q=") && p[2..].iter().all(|&b| b == b'0' || b == b'.')
+            })
+    })
+}
+
+/// `GET /capig/client.js`: precompressed (brotli, gzip), with an ETag for 304s and a
+/// short cache life (a new release reaches browsers within minutes).
+fn client_js(out: &mut Vec<u8>, head: &http1::RequestHead<'_, '_>, to: ReplyTo) {
+    let common: [(&str, &[u8]); 4] = [
+        ("Content-Type", b"application/javascript; charset=utf-8"),
+        ("Cache-Control", b"public, max-age=300, stale-while-revalidate=86400"),
+        ("ETag", client::ETAG.as_bytes()),
+        ("Vary", b"Accept-Encoding"),
+    ];
+    let matches = head
+        .header("if-none-match")
+        .is_some_and(|v| v.split(|&b| b == b',').any(|t| t.trim_ascii() == client::ETAG.as_bytes() || t.trim_ascii() == b"*"));
+    if matches {
+        http1::write_response(out, &Response { status: 304, headers: &common, body: b"", to });
+        return;
+    }
+    let accept = head.header("accept-encoding").unwrap_or_default();
+    let (body, coding): (&[u8], Option<&[u8]>) = if accepts(accept, "br") {
+        (client::BROTLI, Some(b"br"))
+    } else if accepts(accept, "gzip") {
+        (client::GZIP, Some(b"gzip"))
+    } else {
+        (client::JS, None)
+    };
+    let mut headers: [(&str, &[u8]); 5] = [("", b""); 5];
+    headers[..4].copy_from_slice(&common);
+    let n = match coding {
+        Some(c) => {
+            headers[4] = ("Content-Encoding", c);
+            5
+        }
+        None => 4,
+    };
+    http1::write_response(out, &Response { status: 200, headers: &headers[..n], body, to });
 }
 
 fn text(out: &mut Vec<u8>, status: u16, body: &str, to: ReplyTo) {
