@@ -66,6 +66,24 @@ fn browser_events_over_http_arrive_with_ip_user_agent_and_a_stable_minted_fbp() 
         let want = capig::event::normalize::hash(capig::event::normalize::UserField::Em, "Jane.Doe@Example.com", &mut scratch).unwrap().unwrap();
         assert_eq!(ud["em"], want.as_str());
     }
+
+    // An ad click: the page URL has an fbclid and the browser no _fbc yet. The answer
+    // sets _fbc to the value the event got.
+    let mut click: Value = serde_json::from_str(&browser_event("c1")).unwrap();
+    click["event_source_url"] = "https://www.shop.example/landing?utm_source=fb&fbclid=IwAR2F4-dbP0l7Mn1IawQQGCINEz7PYXQvwjNwB_qa2ofrHyiLjcbCRxTDMgk".into();
+    let (status, headers, _) = post_browser(&gw, &click.to_string(), &[("Cookie", &format!("_fbp={fbp}"))]);
+    assert_eq!(status, 200);
+    let cookies: Vec<&str> = headers.iter().filter(|(k, _)| k == "set-cookie").map(|(_, v)| v.as_str()).collect();
+    let fbc_cookie = cookies.iter().find(|c| c.starts_with("_fbc=")).expect("an _fbc cookie");
+    let fbc = fbc_cookie.split(';').next().unwrap().strip_prefix("_fbc=").unwrap();
+    assert!(fbc.starts_with("fb.1.") && fbc.ends_with(".IwAR2F4-dbP0l7Mn1IawQQGCINEz7PYXQvwjNwB_qa2ofrHyiLjcbCRxTDMgk"), "{fbc}");
+    assert!(fbc_cookie.contains("Domain=shop.example"));
+    wait_for(Duration::from_secs(10), "the click event", || sim_events(&sim).len() == 5);
+    let got = sim_events(&sim).into_iter().find(|e| e["event_id"] == "c1").unwrap();
+    assert_eq!(got["user_data"]["fbc"], fbc);
+    // With the cookie, no new one.
+    let (_, headers, _) = post_browser(&gw, &click.to_string().replace("\"c1\"", "\"c2\""), &[("Cookie", &format!("_fbp={fbp}; _fbc={fbc}"))]);
+    assert!(header(&headers, "set-cookie").is_none());
     assert!(gw.stop().success());
 }
 

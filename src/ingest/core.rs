@@ -58,6 +58,8 @@ pub struct CoreState {
     tickets: HashMap<Ticket, Generation>,
     in_flight: BTreeMap<Generation, GenState>,
     failed: VecDeque<(Generation, SubmitError)>,
+    /// The first `fbclid` of the last body's page URLs, when it came without `_fbc`.
+    fbclid: String,
 }
 
 impl CoreState {
@@ -75,6 +77,7 @@ impl CoreState {
             tickets: HashMap::new(),
             in_flight: BTreeMap::new(),
             failed: VecDeque::new(),
+            fbclid: String::new(),
         }
     }
 
@@ -240,6 +243,9 @@ impl BodyError {
 pub struct Ingested {
     pub added: u32,
     pub rejected: u32,
+    /// A taken event's page URL had an `fbclid` and the request no `_fbc` cookie:
+    /// [`CoreState::fbclid`] holds it, for the `_fbc` cookie of the answer.
+    pub fbclid: bool,
 }
 
 impl CoreState {
@@ -299,6 +305,17 @@ impl CoreState {
                 match self.add_event(v, ctx, now) {
                     Ok(_) => {
                         counts.added += 1;
+                        if ctx.cookie_fbc.is_none() && !counts.fbclid {
+                            let url = v
+                                .entries()
+                                .and_then(|mut e| e.find(|(k, _)| *k == "event_source_url"))
+                                .and_then(|(_, v)| v.as_str());
+                            if let Some(fbclid) = url.and_then(crate::event::ids::fbclid_from_url) {
+                                self.fbclid.clear();
+                                self.fbclid.push_str(fbclid);
+                                counts.fbclid = true;
+                            }
+                        }
                         if !ids.is_empty() {
                             ids.push(b',');
                         }
@@ -327,6 +344,13 @@ impl CoreState {
         });
         self.parser = Some(parser);
         result.map_err(|e| BodyError::Json(e.to_string()))?
+    }
+}
+
+impl CoreState {
+    /// See [`Ingested::fbclid`].
+    pub fn fbclid(&self) -> &str {
+        &self.fbclid
     }
 }
 

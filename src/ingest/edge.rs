@@ -31,7 +31,7 @@ use crate::config::IpNet;
 #[cfg(test)]
 mod tests;
 
-/// Lifetime of the `_fbp` cookie capig sets: 90 days, as the pixel's own.
+/// Lifetime of the `_fbp` and `_fbc` cookies capig sets: 90 days, as the pixel's own.
 pub const FBP_MAX_AGE_SECS: u64 = 90 * 86_400;
 /// Minting window: first requests of one browser within it get the same value.
 pub const FBP_WINDOW_MS: u64 = 600_000;
@@ -269,15 +269,17 @@ impl FbpMinter {
     }
 }
 
-/// Appends a `Set-Cookie` header line for `_fbp` (with CRLF).
-pub fn write_fbp_cookie(out: &mut Vec<u8>, fbp: &str, domain: Option<&str>) {
-    out.extend_from_slice(b"Set-Cookie: _fbp=");
-    out.extend_from_slice(fbp.as_bytes());
+/// Appends the value of a `Set-Cookie` header for one of the first-party cookies
+/// (`_fbp`, `_fbc`): `name=value; Domain=…; Path=/; Max-Age=…; Secure; SameSite=Lax`.
+pub fn write_cookie(out: &mut Vec<u8>, name: &str, value: &[u8], domain: Option<&str>) {
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'=');
+    out.extend_from_slice(value);
     if let Some(d) = domain {
         out.extend_from_slice(b"; Domain=");
         out.extend_from_slice(d.as_bytes());
     }
-    let _ = write!(out, "; Path=/; Max-Age={FBP_MAX_AGE_SECS}; Secure; SameSite=Lax\r\n");
+    let _ = write!(out, "; Path=/; Max-Age={FBP_MAX_AGE_SECS}; Secure; SameSite=Lax");
 }
 
 /// The host of an `Origin` header value (`https://www.shop.example:8443` →

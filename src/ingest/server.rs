@@ -636,13 +636,14 @@ impl<'c> Connection<'c> {
         if let Some((fbp, domain)) = &minted {
             // A browser's first request only.
             let mut line = Vec::with_capacity(128);
-            edge::write_fbp_cookie(&mut line, fbp.as_str(), domain.as_deref());
+            edge::write_cookie(&mut line, "_fbp", fbp.as_str().as_bytes(), domain.as_deref());
             cookie_line = line;
-            // "Set-Cookie: " and the CRLF are the response writer's.
-            extra[n] = ("Set-Cookie", &cookie_line[12..cookie_line.len() - 2]);
+            extra[n] = ("Set-Cookie", &cookie_line);
             n += 1;
         }
-        self.ingest_and_answer(&mut req.body, BodyShape::Browser, &ctx, now, None, &extra[..n], to, 200, after)
+        let page = edge.origin.and_then(edge::origin_host);
+        let fbc_domain = edge.host.and_then(|h| edge::cookie_domain(h, page));
+        self.ingest_and_answer(&mut req.body, BodyShape::Browser, &ctx, now, None, &extra[..n], fbc_domain, to, 200, after)
     }
 
     fn mint(&self, edge: &Edge<'_>) -> (edge::FbpText, Option<String>) {
@@ -672,7 +673,7 @@ impl<'c> Connection<'c> {
             cookie_fbc: None,
         };
         let _ = edge;
-        self.ingest_and_answer(&mut req.body, BodyShape::Server, &ctx, now, Some(pixel), &[], to, 202, after)
+        self.ingest_and_answer(&mut req.body, BodyShape::Server, &ctx, now, Some(pixel), &[], None, to, 202, after)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -684,6 +685,7 @@ impl<'c> Connection<'c> {
         now: Instant,
         key_pixel: Option<PixelId>,
         extra: &[(&str, &[u8])],
+        fbc_domain: Option<&str>,
         to: ReplyTo,
         ok_status: u16,
         after: After,
@@ -708,6 +710,16 @@ impl<'c> Connection<'c> {
                 (after, None)
             }
             Ok(n) => {
+                // A click id the browser has no `_fbc` for: set it, the value the
+                // transform just gave the events, so the pixel's later events carry it.
+                let mut fbc_line = None;
+                if n.fbclid && shape == BodyShape::Browser {
+                    let mut value = Vec::with_capacity(64);
+                    crate::event::ids::write_fbc(&mut value, ctx.now_ms, self.ctx.state.borrow().fbclid());
+                    let mut line = Vec::with_capacity(128);
+                    edge::write_cookie(&mut line, "_fbc", &value, fbc_domain);
+                    fbc_line = Some(line);
+                }
                 metrics::counter!("capig_events_received_total", "channel" => if shape == BodyShape::Browser { "browser" } else { "server" })
                     .increment(u64::from(n.added + n.rejected));
                 self.body.clear();
@@ -723,9 +735,13 @@ impl<'c> Connection<'c> {
                 }
                 self.body.extend_from_slice(&self.rejected);
                 self.body.extend_from_slice(b"]}");
-                let mut headers: [(&str, &[u8]); 5] = [("Content-Type", b"application/json"); 5];
-                let n_headers = 1 + extra.len().min(4);
+                let mut headers: [(&str, &[u8]); 6] = [("Content-Type", b"application/json"); 6];
+                let mut n_headers = 1 + extra.len().min(4);
                 headers[1..n_headers].copy_from_slice(&extra[..n_headers - 1]);
+                if let Some(line) = &fbc_line {
+                    headers[n_headers] = ("Set-Cookie", line);
+                    n_headers += 1;
+                }
                 http1::write_response(&mut self.out, &Response { status: ok_status, headers: &headers[..n_headers], body: &self.body, to });
                 (after, (n.added > 0).then_some(g))
             }
@@ -754,9 +770,9 @@ impl<'c> Connection<'c> {
         let minted = edge.fbp.is_none().then(|| self.mint(&edge));
         if let Some((fbp, domain)) = &minted {
             let mut line = Vec::with_capacity(128);
-            edge::write_fbp_cookie(&mut line, fbp.as_str(), domain.as_deref());
+            edge::write_cookie(&mut line, "_fbp", fbp.as_str().as_bytes(), domain.as_deref());
             cookie_line = line;
-            extra.push(("Set-Cookie", &cookie_line[12..cookie_line.len() - 2]));
+            extra.push(("Set-Cookie", &cookie_line));
         }
         handshake::write_accept(&mut self.out, &accept, None, &extra);
         // What the WebSocket's events get from the edge is fixed at the upgrade.

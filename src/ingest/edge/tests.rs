@@ -92,11 +92,14 @@ fn minted_fbp_is_valid_stable_per_browser_and_window() {
 #[test]
 fn the_fbp_cookie_line() {
     let mut out = Vec::new();
-    write_fbp_cookie(&mut out, "fb.1.1700000100000.1234567890", Some("shop.example"));
+    write_cookie(&mut out, "_fbp", b"fb.1.1700000100000.1234567890", Some("shop.example"));
     assert_eq!(
         String::from_utf8(out).unwrap(),
-        "Set-Cookie: _fbp=fb.1.1700000100000.1234567890; Domain=shop.example; Path=/; Max-Age=7776000; Secure; SameSite=Lax\r\n"
+        "_fbp=fb.1.1700000100000.1234567890; Domain=shop.example; Path=/; Max-Age=7776000; Secure; SameSite=Lax"
     );
+    let mut out = Vec::new();
+    write_cookie(&mut out, "_fbc", b"fb.1.1.x", None);
+    assert_eq!(String::from_utf8(out).unwrap(), "_fbc=fb.1.1.x; Path=/; Max-Age=7776000; Secure; SameSite=Lax");
 }
 
 #[test]
