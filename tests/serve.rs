@@ -669,3 +669,79 @@ fn the_web_client_is_served_precompressed_with_an_etag() {
     }
     assert!(gw.stop().success());
 }
+
+#[test]
+fn systemd_hears_ready_reloading_watchdog_and_stopping() {
+    let dir = TempDir::new("serve-notify");
+    let sim = sim();
+    let sock_path = dir.0.join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let config = gateway_config(&dir, &sim.url(), false, "");
+    let p = sock_path.clone();
+    let gw = Gateway::start_with(&config, &[], move |cmd| {
+        cmd.env("NOTIFY_SOCKET", &p).env("WATCHDOG_USEC", "400000");
+    });
+    let mut seen = Vec::new();
+    let next = || {
+        let mut buf = [0u8; 256];
+        let n = sock.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert_eq!(next(), "READY=1");
+    // Watchdog pings every half WATCHDOG_USEC.
+    assert_eq!(next(), "WATCHDOG=1");
+    std::process::Command::new("kill").args(["-HUP", &gw.child.id().to_string()]).status().unwrap();
+    while seen.len() < 2 {
+        let m = next();
+        if m != "WATCHDOG=1" {
+            seen.push(m);
+        }
+    }
+    assert_eq!(seen, ["RELOADING=1", "READY=1"]);
+    let pid = gw.child.id();
+    let stopping = std::thread::spawn(move || {
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    });
+    loop {
+        let m = next();
+        if m == "STOPPING=1" {
+            break;
+        }
+        assert!(m == "WATCHDOG=1", "unexpected {m}");
+    }
+    stopping.join().unwrap();
+    assert!(gw.stop().success());
+}
+
+#[test]
+fn expect_100_continue_and_the_redirect_listener() {
+    let dir = TempDir::new("serve-misc");
+    let sim = sim();
+    let extra = "[[listeners]]\naddr = \"127.0.0.1:0\"\nkind = \"redirect\"\n";
+    let gw = Gateway::start(&gateway_config(&dir, &sim.url(), false, extra), &[]);
+    // The client waits for 100 Continue before it sends the body.
+    let body = browser_event("x100");
+    let mut s = TcpStream::connect(gw.http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "POST /capig/events HTTP/1.1\r\nHost: {GW_HOST}\r\nOrigin: {GW_ORIGIN}\r\nUser-Agent: UA\r\nExpect: 100-continue\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    let mut interim = [0u8; 25];
+    s.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(body.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).unwrap();
+    assert_eq!(parse_response(&answer).0, 200, "{}", String::from_utf8_lossy(&answer));
+
+    // The redirect listener sends browsers to https, same host and path.
+    let answer = raw(gw.redirect.unwrap(), b"GET /capig/client.js?v=2 HTTP/1.1\r\nHost: capig.shop.example\r\n\r\n", Duration::from_secs(5));
+    let (status, headers, _) = parse_response(&answer);
+    assert_eq!(status, 308);
+    assert_eq!(header(&headers, "location"), Some("https://capig.shop.example/capig/client.js?v=2"));
+    assert!(gw.stop().success());
+}

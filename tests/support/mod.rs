@@ -192,6 +192,8 @@ pub struct Gateway {
     pub http: std::net::SocketAddr,
     /// The HTTPS listener, when configured.
     pub https: Option<std::net::SocketAddr>,
+    /// A redirect listener, when configured.
+    pub redirect: Option<std::net::SocketAddr>,
     pub config: PathBuf,
     pub log: std::sync::Arc<std::sync::Mutex<String>>,
 }
@@ -284,19 +286,27 @@ impl Gateway {
         });
         let out = child.stdout.take().unwrap();
         let mut lines = std::io::BufReader::new(out).lines();
-        let (mut http, mut https) = (None, None);
-        while http.is_none() || (https.is_none() && std::fs::read_to_string(config).unwrap().contains("kind = \"https\"")) {
+        let (mut http, mut https, mut redirect) = (None, None, None);
+        // One "listening" line per [[listeners]] entry of the file.
+        let listeners = std::fs::read_to_string(config).unwrap().matches("\nkind = \"").count();
+        let mut seen = 0;
+        while seen < listeners {
             let Some(Ok(line)) = lines.next() else {
                 panic!("capig serve ended before listening; its log:\n{}", log.lock().unwrap());
             };
-            if let Some(a) = line.strip_prefix("capig: listening on http ") {
+            if line.starts_with("capig: listening on ") {
+                seen += 1;
+            }
+            if let Some(a) = line.strip_prefix("capig: listening on http (redirect) ") {
+                redirect = Some(a.parse().unwrap());
+            } else if let Some(a) = line.strip_prefix("capig: listening on http ") {
                 http = Some(a.parse().unwrap());
             } else if let Some(a) = line.strip_prefix("capig: listening on https ") {
                 https = Some(a.parse().unwrap());
             }
         }
         std::thread::spawn(move || for _ in lines {});
-        Gateway { child, http: http.unwrap(), https, config: config.to_path_buf(), log }
+        Gateway { child, http: http.unwrap(), https, redirect, config: config.to_path_buf(), log }
     }
 
     pub fn log(&self) -> String {
