@@ -50,19 +50,6 @@ fsync_interval_ms = 5
     path
 }
 
-fn browser_event(id: &str) -> String {
-    serde_json::json!({
-        "pixel_id": PIXEL,
-        "event_name": "Purchase",
-        "event_id": id,
-        "event_time": unix_now(),
-        "event_source_url": "https://shop.example/checkout",
-        "custom_data": {"value": 9.99, "currency": "EUR"},
-        "user_data": {"em": "crash@example.com"},
-    })
-    .to_string()
-}
-
 fn spawn(config: &std::path::Path, wait_secs: u64) -> Child {
     Command::new(env!("CARGO_BIN_EXE_capig"))
         .args(["send", "--config"])
@@ -118,7 +105,7 @@ fn every_acknowledged_event_reaches_meta_across_kill_9() {
         while start.elapsed() < life {
             let mut chunk = String::new();
             for _ in 0..20 {
-                chunk.push_str(&browser_event(&format!("k{next}")));
+                chunk.push_str(&browser_event_of(PIXEL, &format!("k{next}")));
                 chunk.push('\n');
                 next += 1;
             }

@@ -74,7 +74,8 @@ fn snapshotter() -> &'static Snapshotter {
 /// The counter `name` summed over series whose labels include all of `labels`. A
 /// snapshot drains the recorder's counters, so the totals are kept here.
 fn counter(name: &str, labels: &[(&str, &str)]) -> u64 {
-    static TOTALS: Mutex<Vec<(String, Vec<(String, String)>, u64)>> = Mutex::new(Vec::new());
+    type Series = (String, Vec<(String, String)>, u64);
+    static TOTALS: Mutex<Vec<Series>> = Mutex::new(Vec::new());
     let mut totals = TOTALS.lock().unwrap();
     for (k, _, _, v) in snapshotter().snapshot().into_vec() {
         let DebugValue::Counter(c) = v else { continue };

@@ -605,7 +605,7 @@ impl<'c> Connection<'c> {
         }
     }
 
-    fn browser_post(&mut self, mut req: http1::Request<'_, '_>, now: Instant, after: After) -> (After, Option<Generation>) {
+    fn browser_post(&mut self, req: http1::Request<'_, '_>, now: Instant, after: After) -> (After, Option<Generation>) {
         let to = req.head.reply_to();
         let edge = self.edge(&req.head);
         if let Some(origin) = edge.origin {
@@ -643,7 +643,7 @@ impl<'c> Connection<'c> {
         }
         let page = edge.origin.and_then(edge::origin_host);
         let fbc_domain = edge.host.and_then(|h| edge::cookie_domain(h, page));
-        self.ingest_and_answer(&mut req.body, BodyShape::Browser, &ctx, now, None, &extra[..n], fbc_domain, to, 200, after)
+        self.ingest_and_answer(req.body, BodyShape::Browser, &ctx, now, None, &extra[..n], fbc_domain, to, 200, after)
     }
 
     fn mint(&self, edge: &Edge<'_>) -> (edge::FbpText, Option<String>) {
@@ -653,7 +653,7 @@ impl<'c> Connection<'c> {
         (fbp, domain)
     }
 
-    fn server_post(&mut self, pixel: &str, mut req: http1::Request<'_, '_>, now: Instant, after: After) -> (After, Option<Generation>) {
+    fn server_post(&mut self, pixel: &str, req: http1::Request<'_, '_>, now: Instant, after: After) -> (After, Option<Generation>) {
         let to = req.head.reply_to();
         let Some(pixel) = parse_pixel_id(pixel) else {
             text(&mut self.out, 404, "no such pixel: the path is /capi/{pixel_id}/events with the pixel id in digits\n", to);
@@ -673,7 +673,7 @@ impl<'c> Connection<'c> {
             cookie_fbc: None,
         };
         let _ = edge;
-        self.ingest_and_answer(&mut req.body, BodyShape::Server, &ctx, now, Some(pixel), &[], None, to, 202, after)
+        self.ingest_and_answer(req.body, BodyShape::Server, &ctx, now, Some(pixel), &[], None, to, 202, after)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -360,8 +360,13 @@ pub fn parse_response(raw: &[u8]) -> (u16, Vec<(String, String)>, String) {
 
 /// A browser event of the gateway's pixel.
 pub fn browser_event(id: &str) -> String {
+    browser_event_of(GW_PIXEL, id)
+}
+
+/// A browser event (a Purchase with an email to hash) of `pixel`.
+pub fn browser_event_of(pixel: &str, id: &str) -> String {
     serde_json::json!({
-        "pixel_id": GW_PIXEL,
+        "pixel_id": pixel,
         "event_name": "Purchase",
         "event_id": id,
         "event_time": unix_now(),
