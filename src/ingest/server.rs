@@ -319,7 +319,7 @@ async fn accept_loop(listener: monoio::net::TcpListener, kind: ListenerKind, ctx
 enum After {
     KeepGoing,
     Close,
-    Upgrade(websocket::Connection),
+    Upgrade(websocket::Connection, Box<WsEdge>),
 }
 
 struct Connection<'c> {
@@ -422,8 +422,8 @@ impl<'c> Connection<'c> {
             }
             match after {
                 After::Close => return,
-                After::Upgrade(ws) => {
-                    self.websocket(ws).await;
+                After::Upgrade(ws, edge) => {
+                    self.websocket(ws, *edge).await;
                     return;
                 }
                 After::KeepGoing => {}
@@ -595,13 +595,17 @@ impl<'c> Connection<'c> {
         let ip = self.client_ip(head);
         let cookie = head.header("cookie").and_then(|c| std::str::from_utf8(c).ok()).unwrap_or("");
         let fbp = ids::cookie(cookie, "_fbp").filter(|v| ids::is_valid_fbp(v));
+        let origin = head.header("origin").and_then(|o| std::str::from_utf8(o).ok());
+        let host = host_of(head);
         Edge {
-            ip: IpText::new(ip),
+            ip,
+            ip_text: IpText::new(ip),
             user_agent: head.header("user-agent").and_then(|u| std::str::from_utf8(u).ok()),
             fbp,
             fbc: ids::cookie(cookie, "_fbc"),
-            origin: head.header("origin").and_then(|o| std::str::from_utf8(o).ok()),
-            host: host_of(head),
+            origin,
+            host,
+            cookie_domain: host.and_then(|h| edge::cookie_domain(h, origin.and_then(edge::origin_host))),
         }
     }
 
@@ -618,9 +622,9 @@ impl<'c> Connection<'c> {
         let ctx = Context {
             now_ms: now_ms(),
             pixel_id: None,
-            client_ip: Some(edge.ip.as_str()),
+            client_ip: Some(edge.ip_text.as_str()),
             user_agent: edge.user_agent,
-            cookie_fbp: edge.fbp.or(minted.as_ref().map(|m| m.0.as_str())),
+            cookie_fbp: edge.fbp.or(minted.as_ref().map(|m| m.as_str())),
             cookie_fbc: edge.fbc,
         };
         // Answer headers in a fixed array: nothing allocated per request.
@@ -633,24 +637,19 @@ impl<'c> Connection<'c> {
             n = 3;
         }
         let cookie_line;
-        if let Some((fbp, domain)) = &minted {
+        if let Some(fbp) = &minted {
             // A browser's first request only.
             let mut line = Vec::with_capacity(128);
-            edge::write_cookie(&mut line, "_fbp", fbp.as_str().as_bytes(), domain.as_deref());
+            edge::write_cookie(&mut line, "_fbp", fbp.as_str().as_bytes(), edge.cookie_domain);
             cookie_line = line;
             extra[n] = ("Set-Cookie", &cookie_line);
             n += 1;
         }
-        let page = edge.origin.and_then(edge::origin_host);
-        let fbc_domain = edge.host.and_then(|h| edge::cookie_domain(h, page));
-        self.ingest_and_answer(req.body, BodyShape::Browser, &ctx, now, None, &extra[..n], fbc_domain, to, 200, after)
+        self.ingest_and_answer(req.body, BodyShape::Browser, &ctx, now, None, &extra[..n], edge.cookie_domain, to, 200, after)
     }
 
-    fn mint(&self, edge: &Edge<'_>) -> (edge::FbpText, Option<String>) {
-        let page = edge.origin.and_then(edge::origin_host);
-        let domain = edge.host.and_then(|h| edge::cookie_domain(h, page)).map(str::to_owned);
-        let fbp = self.settings.minter.mint(edge.ip.as_str(), edge.user_agent.unwrap_or(""), now_ms(), domain.as_deref());
-        (fbp, domain)
+    fn mint(&self, edge: &Edge<'_>) -> edge::FbpText {
+        self.settings.minter.mint(edge.ip_text.as_str(), edge.user_agent.unwrap_or(""), now_ms(), edge.cookie_domain)
     }
 
     fn server_post(&mut self, pixel: &str, req: http1::Request<'_, '_>, now: Instant, after: After) -> (After, Option<Generation>) {
@@ -663,7 +662,7 @@ impl<'c> Connection<'c> {
             text(&mut self.out, 403, "this pixel takes no server events: give it an access_keys_file in capig.toml\n", to);
             return (after, None);
         }
-        let edge = self.edge(&req.head);
+        // The server API's events carry their own client_ip_address and user agent.
         let ctx = Context {
             now_ms: now_ms(),
             pixel_id: Some(pixel),
@@ -672,7 +671,6 @@ impl<'c> Connection<'c> {
             cookie_fbp: None,
             cookie_fbc: None,
         };
-        let _ = edge;
         self.ingest_and_answer(req.body, BodyShape::Server, &ctx, now, Some(pixel), &[], None, to, 202, after)
     }
 
@@ -768,32 +766,28 @@ impl<'c> Connection<'c> {
         let mut extra: Vec<(&str, &[u8])> = Vec::new();
         let cookie_line;
         let minted = edge.fbp.is_none().then(|| self.mint(&edge));
-        if let Some((fbp, domain)) = &minted {
+        if let Some(fbp) = &minted {
             let mut line = Vec::with_capacity(128);
-            edge::write_cookie(&mut line, "_fbp", fbp.as_str().as_bytes(), domain.as_deref());
+            edge::write_cookie(&mut line, "_fbp", fbp.as_str().as_bytes(), edge.cookie_domain);
             cookie_line = line;
             extra.push(("Set-Cookie", &cookie_line));
         }
         handshake::write_accept(&mut self.out, &accept, None, &extra);
-        // What the WebSocket's events get from the edge is fixed at the upgrade.
-        self.body.clear();
-        self.body.extend_from_slice(edge.ip.as_str().as_bytes());
-        self.body.push(0);
-        self.body.extend_from_slice(edge.user_agent.unwrap_or("").as_bytes());
-        self.body.push(0);
-        self.body.extend_from_slice(edge.fbp.or(minted.as_ref().map(|m| m.0.as_str())).unwrap_or("").as_bytes());
-        self.body.push(0);
-        self.body.extend_from_slice(edge.fbc.unwrap_or("").as_bytes());
-        (After::Upgrade(websocket::Connection::new(self.settings.ws, now)), None)
+        let ws_edge = WsEdge {
+            ip: edge.ip,
+            ip_text: edge.ip_text,
+            user_agent: edge.user_agent.map(str::to_owned),
+            fbp: edge.fbp.or(minted.as_ref().map(|m| m.as_str())).map(str::to_owned),
+            fbc: edge.fbc.map(str::to_owned),
+        };
+        (After::Upgrade(websocket::Connection::new(self.settings.ws, now), Box::new(ws_edge)), None)
     }
 
     /// The WebSocket loop: each text message is one event or an array; after each burst
     /// of messages (what one read brought) their events are made durable and every
     /// message gets its answer, in order.
-    async fn websocket(&mut self, mut ws: websocket::Connection) {
-        let edge_fields: Vec<String> = String::from_utf8_lossy(&self.body).split('\0').map(str::to_owned).collect();
-        let field = |i: usize| edge_fields.get(i).map(String::as_str).filter(|s| !s.is_empty());
-        let client: IpAddr = field(0).and_then(|ip| ip.parse().ok()).unwrap_or(self.peer);
+    async fn websocket(&mut self, mut ws: websocket::Connection, edge: WsEdge) {
+        let client = edge.ip;
         let mut answers: Vec<u8> = Vec::new();
         let mut pending_answers: Vec<(usize, usize)> = Vec::new();
         loop {
@@ -811,10 +805,10 @@ impl<'c> Connection<'c> {
                         let ctx = Context {
                             now_ms: now_ms(),
                             pixel_id: None,
-                            client_ip: field(0),
-                            user_agent: field(1),
-                            cookie_fbp: field(2),
-                            cookie_fbc: field(3),
+                            client_ip: Some(edge.ip_text.as_str()),
+                            user_agent: edge.user_agent.as_deref(),
+                            cookie_fbp: edge.fbp.as_deref(),
+                            cookie_fbc: edge.fbc.as_deref(),
                         };
                         let start = answers.len();
                         if !within_limits(&mut self.bucket, self.ctx, client, now) {
@@ -930,12 +924,24 @@ fn within_limits(bucket: &mut Bucket, ctx: &CoreCtx, client: IpAddr, now: Instan
 
 /// What the edge knows of one request.
 struct Edge<'h> {
-    ip: IpText,
+    ip: IpAddr,
+    ip_text: IpText,
     user_agent: Option<&'h str>,
     fbp: Option<&'h str>,
     fbc: Option<&'h str>,
     origin: Option<&'h str>,
     host: Option<&'h str>,
+    /// Where first-party cookies go (see `edge::cookie_domain`).
+    cookie_domain: Option<&'h str>,
+}
+
+/// What a WebSocket's events get from the edge, fixed at the upgrade.
+struct WsEdge {
+    ip: IpAddr,
+    ip_text: IpText,
+    user_agent: Option<String>,
+    fbp: Option<String>,
+    fbc: Option<String>,
 }
 
 fn host_of<'h>(head: &http1::RequestHead<'h, 'h>) -> Option<&'h str> {
