@@ -47,8 +47,10 @@ pub enum ServeError {
 }
 
 /// How the server runs, beyond the configuration.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct ServeOptions {
+    /// `capig demo`'s extra routes (the shop, the pixel stand-in, the status page).
+    pub demo: Option<Arc<crate::demo::Demo>>,
     /// Use epoll even where io_uring works.
     pub force_epoll: bool,
     /// Called on each core's thread before its runtime starts, with the core's number:
@@ -85,12 +87,9 @@ impl Server {
             .map(|b| b.addr.port());
         let listening = bound.iter().map(|b| (b.kind, b.addr)).collect();
         let (delivery, links) = Delivery::start(DeliveryConfig::from_config(&config, cores))?;
-        let reload = Arc::new(server::Reload::new(server::Settings::new(
-            Arc::new(config),
-            tls,
-            https_port,
-            FbpMinter::random(),
-        )));
+        let mut settings = server::Settings::new(Arc::new(config), tls, https_port, FbpMinter::random());
+        settings.demo = opts.demo.clone();
+        let reload = Arc::new(server::Reload::new(settings));
 
         // Each core takes its own sockets and link from here once, at start.
         let mut slots: Vec<CoreSlot> = links.into_iter().map(|l| Some((Vec::new(), l))).collect();
@@ -145,12 +144,9 @@ impl Server {
         let old = self.reload.latest();
         let tls = tls_config(&config, self.https)?;
         self.delivery().set_routes(crate::deliver::pipeline::routes(&config));
-        self.reload.publish(server::Settings::new(
-            Arc::new(config),
-            tls,
-            old.https_port,
-            old.minter.clone(),
-        ));
+        let mut settings = server::Settings::new(Arc::new(config), tls, old.https_port, old.minter.clone());
+        settings.demo = old.demo.clone();
+        self.reload.publish(settings);
         Ok(())
     }
 

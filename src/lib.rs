@@ -10,11 +10,14 @@
 //! - [`deliver`]: batches, the hand-off, the durable spool, the sender and the scheduler;
 //! - [`proto`]: the sans-IO HTTP/1.1 and WebSocket codecs;
 //! - [`send`]: `capig send`, events from a stream through the delivery path;
-//! - [`sim`]: the CAPI simulator that stands in for `graph.facebook.com`.
+//! - [`sim`]: the CAPI simulator that stands in for `graph.facebook.com`;
+//! - [`demo`]: `capig demo`, everything on an embedded default with a demo shop;
+//! - [`ingest`]: `capig serve`'s per-core server.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod deliver;
+pub mod demo;
 pub mod event;
 pub mod ingest;
 pub mod proto;

@@ -6,7 +6,9 @@
 //! - `capig check-config --config FILE`: validate a configuration;
 //! - `capig sim`: the CAPI simulator (stands in for graph.facebook.com);
 //! - `capig send --config FILE`: browser events on stdin delivered through the spool;
-//! - `capig deadletters list --config FILE`: what Meta refused for good, and why.
+//! - `capig deadletters list --config FILE`: what Meta refused for good, and why;
+//! - `capig serve --config FILE`: the gateway;
+//! - `capig demo`: everything on an embedded default, with a demo shop.
 
 use std::io::{BufRead, BufWriter, Write};
 use std::path::PathBuf;
@@ -46,6 +48,21 @@ enum Command {
     /// Run the CAPI simulator: an HTTP server that answers like the Graph API's
     /// POST /{version}/{pixel_id}/events.
     Sim(capig::sim::SimArgs),
+    /// Run everything on an embedded default: the gateway, the CAPI simulator as Meta,
+    /// a demo shop at / and both channels side by side at /demo/status. Ctrl-C stops it.
+    Demo {
+        /// Where the gateway listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Keep the spool and configuration here (default: a temporary directory,
+        /// removed on exit).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Another site origin allowed to send events, e.g. the shop reached through a
+        /// proxy (repeatable).
+        #[arg(long = "origin", value_name = "URL")]
+        origins: Vec<String>,
+    },
     /// Run the gateway: the ingestion server on every configured listener and the
     /// delivery to the Graph API. Stops cleanly on SIGTERM or Ctrl-C; SIGHUP reloads the
     /// configuration (pixels, tokens, domains, certificates, limits) without dropping
@@ -157,6 +174,7 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => check_config(args),
         Command::Send(args) => send(args),
         Command::Serve(args) => serve(args),
+        Command::Demo { listen, data_dir, origins } => demo(capig::demo::DemoOptions { listen, data_dir, origins }),
         Command::Sim(args) => capig::sim::run(args).map(|()| ExitCode::SUCCESS).map_err(Into::into),
         Command::Deadletters { command: DeadlettersCommand::List { config, pixel, limit, json } } => {
             deadletters_list(config, pixel, limit, json)
@@ -181,6 +199,30 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
+}
+
+fn demo(opts: capig::demo::DemoOptions) -> Result<ExitCode> {
+    let running = capig::demo::start(&opts)?;
+    let a = running.addr;
+    println!("capig demo is running (Ctrl-C stops it)");
+    println!("  shop:        http://{a}/");
+    println!("  status:      http://{a}/demo/status   (JSON: http://{a}/demo/status.json)");
+    println!("  simulator:   {}/__sim/stats   (stands in for graph.facebook.com)", running.sim.url());
+    println!("  data:        {}", running.data_dir.display());
+    std::io::stdout().flush()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        Ok::<(), std::io::Error>(())
+    })?;
+    println!("capig demo: stopping");
+    running.stop();
+    Ok(ExitCode::SUCCESS)
 }
 
 fn serve(args: ServeArgs) -> Result<ExitCode> {

@@ -67,6 +67,8 @@ pub struct Settings {
     /// The HTTPS port the redirect listener sends browsers to.
     pub https_port: Option<u16>,
     pub config: Arc<Config>,
+    /// `capig demo`'s routes, when it runs.
+    pub demo: Option<Arc<crate::demo::Demo>>,
 }
 
 /// One of capig's domains, as the routes need it.
@@ -98,6 +100,7 @@ impl Settings {
             batch: BatchConfig::from(&config.upstream),
             https_port,
             config,
+            demo: None,
         }
     }
 
@@ -540,7 +543,15 @@ impl<'c> Connection<'c> {
                 (after, None)
             }
             _ => {
-                http1::Error::NotFound.write_response(&mut self.out, to);
+                let get = matches!(method, Method::Get | Method::Head);
+                let answer = self.settings.demo.as_ref().and_then(|d| d.route(get, method == Method::Post, path, req.body));
+                match answer {
+                    Some(a) => http1::write_response(
+                        &mut self.out,
+                        &Response { status: a.status, headers: &[("Content-Type", a.content_type.as_bytes()), ("Cache-Control", b"no-store")], body: &a.body, to },
+                    ),
+                    None => http1::Error::NotFound.write_response(&mut self.out, to),
+                }
                 (after, None)
             }
         }
