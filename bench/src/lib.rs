@@ -1,5 +1,6 @@
-//! Shared fixtures for capig's benchmarks: realistic browser events, and the "ordinary"
-//! pipeline that capig is measured against in the same run.
+//! Shared fixtures for capig's benchmarks: realistic browser events, the "ordinary"
+//! pipeline that capig is measured against in the same run, and the load generator
+//! ([`load`], the `capig-load` binary).
 //!
 //! The ordinary pipeline is what a straightforward Rust service would do with the same
 //! event: serde_json into owned structs (a `String` per field, `serde_json::Value` for the
@@ -7,6 +8,8 @@
 //! `format!`, build an owned CAPI struct and serialize it with serde_json. It produces the
 //! same CAPI event as capig for the fixture (checked by a test), so the ratio compares
 //! equal work.
+
+pub mod load;
 
 use std::collections::BTreeMap;
 
