@@ -42,6 +42,8 @@ use crate::proto::websocket::{self, handshake, CloseCode, Item, MessageKind};
 const HEADER_SLOTS: usize = 1024;
 /// How often the flusher looks at the spool's answers while generations are in flight.
 const POLL_EVERY: Duration = Duration::from_micros(250);
+/// Answers to pipelined requests are written together up to this many bytes.
+const FLUSH_AT: usize = 64 << 10;
 /// How often the flusher looks at the stop flag.
 const STOP_CHECK: Duration = Duration::from_millis(100);
 /// After a stop, once no generation waits for the spool: time for the connections to
@@ -339,6 +341,8 @@ struct Connection<'c> {
     bucket: Bucket,
     /// The core's settings as of this connection's current request.
     settings: Rc<Settings>,
+    /// What the current request's answer must say about the connection.
+    reply_to: ReplyTo,
 }
 
 fn now_ms() -> u64 {
@@ -359,6 +363,7 @@ impl<'c> Connection<'c> {
             body: Vec::new(),
             bucket: Bucket::new(ctx.settings().per_connection_rate, Instant::now()),
             settings: ctx.settings(),
+            reply_to: ReplyTo::CLOSE,
         }
     }
 
@@ -375,31 +380,37 @@ impl<'c> Connection<'c> {
 
     async fn run(mut self) {
         let mut http = http1::Conn::new(self.settings.http, Instant::now());
+        // Where the next request starts in `buf`: pipelined requests are answered in
+        // place, and the buffer is compacted only before a read.
+        let mut pos = 0;
         loop {
-            // Answer every complete request in the buffer (pipelining), then read.
             let mut after = After::KeepGoing;
             let mut wait: Option<Generation> = None;
-            let mut consumed = 0;
             let mut need_read = false;
+            let mark = self.out.len();
             // The request borrows the read buffer while the handler writes the answer
             // into the connection's other buffers: take it out for the while.
             let mut buf = std::mem::take(&mut self.buf);
             {
                 let now = Instant::now();
                 let mut slots = header_slots::<HEADER_SLOTS>();
-                match http.decode(&mut buf[..], &mut slots, now) {
+                match http.decode(&mut buf[pos..], &mut slots, now) {
                     Ok(Decoded::Incomplete(inc)) => {
-                        buf.truncate(inc.filled);
+                        buf.truncate(pos + inc.filled);
+                        buf.drain(..pos);
+                        pos = 0;
                         if inc.send_continue {
                             http1::write_continue(&mut self.out);
                         }
                         need_read = true;
                     }
                     Ok(Decoded::Request(req)) => {
-                        consumed = req.consumed;
+                        let consumed = req.consumed;
                         let (a, w) = self.handle(req, now);
                         after = a;
                         wait = w;
+                        pos += consumed;
+                        http.response_sent(now);
                     }
                     Err(e) => {
                         e.write_response(&mut self.out, ReplyTo::CLOSE);
@@ -409,23 +420,24 @@ impl<'c> Connection<'c> {
             }
             self.buf = buf;
             if let Some(g) = wait {
-                // The answer in `out` holds only once the events are durable; replace it
-                // with a 503 if they were refused.
+                // This answer holds only once the events are durable; it becomes a 503
+                // if they were refused (the answers before it stay as they are).
                 if let Err(e) = durable(self.ctx, g).await {
-                    self.out.clear();
-                    refuse_503(&mut self.out, &e, ReplyTo { persistence: Persistence::KeepAlive, head_only: false });
+                    self.out.truncate(mark);
+                    refuse_503(&mut self.out, &e, self.reply_to);
                 }
             }
-            if consumed > 0 {
-                self.buf.drain(..consumed);
-                http.response_sent(Instant::now());
-            }
-            if !self.out.is_empty() && !self.flush().await {
+            // Answers to pipelined requests go out together: before a read, before the
+            // connection ends or changes protocol, or when they add up.
+            let flush_now = need_read || !matches!(after, After::KeepGoing) || self.out.len() >= FLUSH_AT;
+            if flush_now && !self.out.is_empty() && !self.flush().await {
                 return;
             }
             match after {
                 After::Close => return,
                 After::Upgrade(ws, edge) => {
+                    // What follows the upgrade request is already WebSocket frames.
+                    self.buf.drain(..pos);
                     self.websocket(ws, *edge).await;
                     return;
                 }
@@ -481,6 +493,7 @@ impl<'c> Connection<'c> {
     /// Routes one request; writes the answer into `out` (or the upgrade response).
     fn handle(&mut self, req: http1::Request<'_, '_>, now: Instant) -> (After, Option<Generation>) {
         self.settings = self.ctx.settings();
+        self.reply_to = req.head.reply_to();
         let head = &req.head;
         let to = head.reply_to();
         let after = if to.persistence == Persistence::Close { After::Close } else { After::KeepGoing };
