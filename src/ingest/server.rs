@@ -482,12 +482,19 @@ impl<'c> Connection<'c> {
         }
     }
 
+    /// Writes `out`; false when the connection must end: a write error, or a client
+    /// that does not read its answers within the body timeout (a slow reader holds its
+    /// own connection only, never the core).
     async fn flush(&mut self) -> bool {
         let out = std::mem::take(&mut self.out);
-        let (r, mut out) = self.t.write_all(out).await;
-        out.clear();
-        self.out = out;
-        r.is_ok()
+        match monoio::time::timeout(self.settings.http.body_timeout, self.t.write_all(out)).await {
+            Ok((r, mut out)) => {
+                out.clear();
+                self.out = out;
+                r.is_ok()
+            }
+            Err(_) => false,
+        }
     }
 
     /// Routes one request; writes the answer into `out` (or the upgrade response).
