@@ -44,6 +44,8 @@ const HEADER_SLOTS: usize = 1024;
 const POLL_EVERY: Duration = Duration::from_micros(250);
 /// Answers to pipelined requests are written together up to this many bytes.
 const FLUSH_AT: usize = 64 << 10;
+/// The longest a stopping core waits for the spool's answers.
+const STOP_DEADLINE: Duration = Duration::from_secs(10);
 /// How often the flusher looks at the stop flag.
 const STOP_CHECK: Duration = Duration::from_millis(100);
 /// After a stop, once no generation waits for the spool: time for the connections to
@@ -228,6 +230,7 @@ pub async fn run_core(
 
 /// Closes generations when requests wait on them and collects the spool's answers.
 async fn flusher(ctx: &CoreCtx) {
+    let mut stopping_since: Option<Instant> = None;
     loop {
         ctx.pick_up_reload();
         let (changed, busy) = {
@@ -242,6 +245,15 @@ async fn flusher(ctx: &CoreCtx) {
         };
         if changed {
             ctx.done.notify_waiters();
+        }
+        if ctx.stop.load(Ordering::Relaxed) {
+            let since = *stopping_since.get_or_insert_with(Instant::now);
+            // A spool that never answers (a dead disk) must not keep the process alive:
+            // the waiting requests were not acknowledged, so nothing is lost by ending.
+            if since.elapsed() >= STOP_DEADLINE {
+                tracing::warn!("core {}: stopping with batches still waiting for the spool", ctx.core);
+                return;
+            }
         }
         if ctx.stop.load(Ordering::Relaxed) && !busy {
             // Requests that were waiting got their generation's result; let them write it.
