@@ -146,5 +146,10 @@ fn every_acknowledged_event_reaches_meta_across_kill_9() {
         unique.len(),
         next
     );
-    assert!(duplicates * 10 <= stored.len(), "{duplicates} duplicates for {} events", stored.len());
+    // A kill can duplicate at most what Meta had taken without the ack reaching the
+    // ledger: the batches in flight (4 per pixel, 50 events each) and those answered
+    // since the writer's last pass. Twice that per kill is a bound that does not depend
+    // on how fast this machine is.
+    let kills = 6;
+    assert!(duplicates <= kills * 2 * 4 * 50, "{duplicates} duplicates for {kills} kills ({} events)", stored.len());
 }
