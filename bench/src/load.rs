@@ -143,7 +143,7 @@ impl EventGen {
         let names = ["Purchase", "AddToCart", "ViewContent", "Lead", "InitiateCheckout"];
         let name = names[(r >> 20) as usize % names.len()];
         let cents = 100 + (r >> 8) % 50_000;
-        let fbclid = if r % 3 == 0 { format!("&fbclid=IwAR{:x}", r >> 16) } else { String::new() };
+        let fbclid = if r.is_multiple_of(3) { format!("&fbclid=IwAR{:x}", r >> 16) } else { String::new() };
         let _ = write!(
             out,
             r#"{{"pixel_id":"{pixel}","event_name":"{name}","event_id":"load-{run:x}-{conn}-{n}","event_time":{now_secs},"event_source_url":"https://www.shop.example/p/{item}?ref=ad{fbclid}","referrer_url":"https://www.shop.example/","custom_data":{{"value":{v}.{c:02},"currency":"EUR","content_ids":["SKU-{item}"],"content_type":"product"}},"user_data":{{"#,
