@@ -355,6 +355,8 @@ struct Connection<'c> {
     settings: Rc<Settings>,
     /// What the current request's answer must say about the connection.
     reply_to: ReplyTo,
+    /// The current request's client address (peer, or through trusted proxies).
+    client: IpAddr,
 }
 
 fn now_ms() -> u64 {
@@ -376,6 +378,7 @@ impl<'c> Connection<'c> {
             bucket: Bucket::new(ctx.settings().per_connection_rate, Instant::now()),
             settings: ctx.settings(),
             reply_to: ReplyTo::CLOSE,
+            client: peer.ip(),
         }
     }
 
@@ -522,8 +525,8 @@ impl<'c> Connection<'c> {
         }
         let path = head.path();
         let method = head.method();
-        let client = self.client_ip(head);
-        if !within_limits(&mut self.bucket, self.ctx, client, now) {
+        self.client = self.client_ip(head);
+        if !within_limits(&mut self.bucket, self.ctx, self.client, now) {
             metrics::counter!("capig_rate_limited_total", "channel" => "http").increment(1);
             http1::write_response(
                 &mut self.out,
@@ -634,8 +637,10 @@ impl<'c> Connection<'c> {
     }
 
     /// The edge's view of a request: client IP, user agent, cookies, a minted `_fbp`.
+    /// The edge's view of the current request (its client address was resolved by
+    /// `handle`, for the rate limits).
     fn edge<'h>(&self, head: &http1::RequestHead<'h, 'h>) -> Edge<'h> {
-        let ip = self.client_ip(head);
+        let ip = self.client;
         let cookie = head.header("cookie").and_then(|c| std::str::from_utf8(c).ok()).unwrap_or("");
         let fbp = ids::cookie(cookie, "_fbp").filter(|v| ids::is_valid_fbp(v));
         let origin = head.header("origin").and_then(|o| std::str::from_utf8(o).ok());
@@ -769,13 +774,11 @@ impl<'c> Connection<'c> {
                     self.body.extend_from_slice(b"{\"events_received\":");
                     self.body.extend_from_slice(crate::event::ids::format_u64(u64::from(n.added), &mut digits));
                     self.body.extend_from_slice(b",\"rejected\":[");
+                    self.body.extend_from_slice(&self.rejected);
+                    self.body.extend_from_slice(b"]}");
                 } else {
-                    self.body.extend_from_slice(b"{\"stored\":[");
-                    self.body.extend_from_slice(&self.ids);
-                    self.body.extend_from_slice(b"],\"rejected\":[");
+                    write_stored_answer(&mut self.body, &self.ids, &self.rejected);
                 }
-                self.body.extend_from_slice(&self.rejected);
-                self.body.extend_from_slice(b"]}");
                 let mut headers: [(&str, &[u8]); 6] = [("Content-Type", b"application/json"); 6];
                 let mut n_headers = 1 + extra.len().min(4);
                 headers[1..n_headers].copy_from_slice(&extra[..n_headers - 1]);
@@ -873,11 +876,7 @@ impl<'c> Connection<'c> {
                             match r {
                                 Ok(n) => {
                                     metrics::counter!("capig_events_received_total", "channel" => "websocket").increment(u64::from(n.added + n.rejected));
-                                    answers.extend_from_slice(b"{\"stored\":[");
-                                    answers.extend_from_slice(&self.ids);
-                                    answers.extend_from_slice(b"],\"rejected\":[");
-                                    answers.extend_from_slice(&self.rejected);
-                                    answers.extend_from_slice(b"]}");
+                                    write_stored_answer(&mut answers, &self.ids, &self.rejected);
                                     if n.added > 0 {
                                         wait = Some(g);
                                     }
@@ -1068,6 +1067,16 @@ fn refuse_503(out: &mut Vec<u8>, e: &SubmitError, to: ReplyTo) {
             to,
         },
     );
+}
+
+/// The answer to browser events (HTTP and WebSocket alike):
+/// `{"stored":[ids],"rejected":[{event_id, reason, message}…]}`.
+fn write_stored_answer(out: &mut Vec<u8>, ids: &[u8], rejected: &[u8]) {
+    out.extend_from_slice(b"{\"stored\":[");
+    out.extend_from_slice(ids);
+    out.extend_from_slice(b"],\"rejected\":[");
+    out.extend_from_slice(rejected);
+    out.extend_from_slice(b"]}");
 }
 
 fn answer_refused(out: &mut Vec<u8>, e: &SubmitError) {
