@@ -105,6 +105,23 @@ fn push_events(core: &mut Core, pixel: u64, prefix: &str, n: usize) -> Vec<Strin
         .collect()
 }
 
+/// Pushes events `{prefix}{n}` for `pixel`, settling every `every` of them, until the
+/// spool refuses one; panics with `what` after `limit` events.
+fn fill_until_refused(core: &mut Core, pixel: u64, prefix: &str, every: usize, limit: usize, what: &str) {
+    let mut n = 0;
+    while core.refused.is_empty() {
+        assert!(n < limit, "{what}");
+        let id = format!("{prefix}{n}");
+        let t = unix_now() - 1;
+        core.push(pixel, &id, &capi_event(&id, t), t);
+        n += 1;
+        if n % every == 0 {
+            core.settle(Duration::from_secs(10));
+        }
+    }
+    core.settle(Duration::from_secs(10));
+}
+
 fn lane(d: &Delivery, pixel: u64) -> Option<capig::deliver::schedule::LaneStatus> {
     d.status().lanes.into_iter().find(|l| l.pixel == pixel)
 }
@@ -348,18 +365,7 @@ fn a_full_spool_refuses_new_events_keeps_old_ones_and_delivers_them_later() {
     cfg.spool.segment_bytes = 16 << 10;
     let (delivery, mut links) = Delivery::start(cfg).unwrap();
     let mut core = Core::new(links.remove(0), batches(5));
-    let mut n = 0;
-    while core.refused.is_empty() {
-        assert!(n < 10_000, "the spool never filled");
-        let id = format!("f{n}");
-        let t = unix_now() - 1;
-        core.push(pixel, &id, &capi_event(&id, t), t);
-        n += 1;
-        if n % 5 == 0 {
-            core.settle(Duration::from_secs(10));
-        }
-    }
-    core.settle(Duration::from_secs(10));
+    fill_until_refused(&mut core, pixel, "f", 5, 10_000, "the spool never filled");
     let (_, err) = &core.refused[0];
     assert!(matches!(err, SubmitError::Full { .. }), "{err:?}");
     let msg = err.to_string();
@@ -483,18 +489,7 @@ fn a_really_full_disk_refuses_new_events_and_keeps_the_stored_ones() {
     cfg.spool.segment_bytes = 256 << 10;
     let (delivery, mut links) = Delivery::start(cfg).unwrap();
     let mut core = Core::new(links.remove(0), batches(10));
-    let mut n = 0;
-    while core.refused.is_empty() {
-        assert!(n < 20_000, "the disk never filled");
-        let id = format!("d{n}");
-        let t = unix_now() - 1;
-        core.push(pixel, &id, &capi_event(&id, t), t);
-        n += 1;
-        if n % 10 == 0 {
-            core.settle(Duration::from_secs(10));
-        }
-    }
-    core.settle(Duration::from_secs(10));
+    fill_until_refused(&mut core, pixel, "d", 10, 20_000, "the disk never filled");
     let (_, err) = &core.refused[0];
     assert!(matches!(err, SubmitError::Full { .. }), "a full disk is a full spool: {err:?}");
     let acked = core.acked.clone();
