@@ -14,56 +14,27 @@ use std::hint::black_box;
 
 use capig::event::json::write_value;
 use capig::event::normalize::{self, UserField};
-use capig::event::policy::{DedupConfig, Policies};
-use capig::event::{Context, Parser, Transformer};
-use capig_bench::{ordinary_hash_email, ordinary_transform, sample_event, CLIENT_IP, USER_AGENT};
-
-const NOW_MS: u64 = 1_700_000_000_000;
-
-fn ctx() -> Context<'static> {
-    Context { now_ms: NOW_MS, client_ip: Some(CLIENT_IP), user_agent: Some(USER_AGENT), ..Context::default() }
-}
-
-/// 1,000 distinct events, so dedup sees new ids and the caches see realistic variety.
-fn events() -> Vec<Vec<u8>> {
-    (0..1000).map(|i| sample_event(i).into_bytes()).collect()
-}
+use capig::event::Parser;
+use capig_bench::{ordinary_hash_email, ordinary_transform, sample_event, sample_events, CapigPipeline, OrdinaryPipeline, NOW_MS};
 
 fn parse_transform(c: &mut Criterion) {
-    let events = events();
+    let events = sample_events(1000);
     let mut g = c.benchmark_group("parse_transform");
     g.throughput(Throughput::Elements(1));
     g.bench_function("capig", |b| {
-        // A window of 0 keeps the dedup bookkeeping in the measurement without refusing
-        // the fixture's repeating ids.
-        let dedup = DedupConfig { window_secs: 0, capacity: 100_000 };
-        let mut t = Transformer::new(Policies::allow_all(dedup));
-        let mut parser = Parser::default();
-        let mut out = Vec::with_capacity(64 * 1024);
-        let mut scratch = Vec::with_capacity(1024);
+        let mut p = CapigPipeline::default();
         let mut i = 0;
         b.iter(|| {
-            let body = &events[i % events.len()];
             i += 1;
-            scratch.clear();
-            scratch.extend_from_slice(body);
-            if out.len() > 60 * 1024 {
-                out.clear();
-            }
-            let r = parser.parse(&mut scratch, |v| t.transform(v, &ctx(), &mut out).is_ok());
-            black_box(r.unwrap())
+            black_box(p.event(&events[i % events.len()]))
         })
     });
     g.bench_function("ordinary_serde", |b| {
-        let mut out = Vec::with_capacity(64 * 1024);
+        let mut p = OrdinaryPipeline::default();
         let mut i = 0;
         b.iter(|| {
-            let body = &events[i % events.len()];
             i += 1;
-            if out.len() > 60 * 1024 {
-                out.clear();
-            }
-            black_box(ordinary_transform(body, NOW_MS / 1000, &mut out).is_ok())
+            black_box(p.event(&events[i % events.len()]))
         })
     });
     g.finish();

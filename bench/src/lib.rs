@@ -9,6 +9,7 @@
 //! same CAPI event as capig for the fixture (checked by a test), so the ratio compares
 //! equal work.
 
+pub mod idle;
 pub mod load;
 
 use std::collections::BTreeMap;
@@ -125,6 +126,80 @@ pub fn ordinary_transform(body: &[u8], now_secs: u64, out: &mut Vec<u8>) -> Resu
         custom_data,
     };
     serde_json::to_writer(out, &capi).map_err(|e| e.to_string())
+}
+
+/// The events both pipelines are measured on: `n` distinct samples, so dedup sees new
+/// ids and the caches see realistic variety.
+pub fn sample_events(n: u64) -> Vec<Vec<u8>> {
+    (0..n).map(|i| sample_event(i).into_bytes()).collect()
+}
+
+/// The clock both pipelines run at.
+pub const NOW_MS: u64 = 1_700_000_000_000;
+
+/// capig's in-process pipeline, as the cores run it: the body copied into the
+/// connection's buffer, parsed in place, transformed and written into a batch buffer
+/// (cleared when it would close). One event per call; shared by the criterion bench and
+/// the callgrind counter so that both measure the same code.
+pub struct CapigPipeline {
+    transformer: capig::event::Transformer,
+    parser: capig::event::Parser,
+    out: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+impl Default for CapigPipeline {
+    fn default() -> Self {
+        use capig::event::policy::{DedupConfig, Policies};
+        // A window of 0 keeps the dedup bookkeeping in the measurement without refusing
+        // a fixture's repeating ids.
+        let dedup = DedupConfig { window_secs: 0, capacity: 100_000 };
+        CapigPipeline {
+            transformer: capig::event::Transformer::new(Policies::allow_all(dedup)),
+            parser: capig::event::Parser::default(),
+            out: Vec::with_capacity(64 * 1024),
+            scratch: Vec::with_capacity(1024),
+        }
+    }
+}
+
+impl CapigPipeline {
+    pub fn event(&mut self, body: &[u8]) -> bool {
+        let ctx = capig::event::Context {
+            now_ms: NOW_MS,
+            client_ip: Some(CLIENT_IP),
+            user_agent: Some(USER_AGENT),
+            ..capig::event::Context::default()
+        };
+        self.scratch.clear();
+        self.scratch.extend_from_slice(body);
+        if self.out.len() > 60 * 1024 {
+            self.out.clear();
+        }
+        let (t, out) = (&mut self.transformer, &mut self.out);
+        matches!(self.parser.parse(&mut self.scratch, |v| t.transform(v, &ctx, out).is_ok()), Ok(true))
+    }
+}
+
+/// The ordinary pipeline ([`ordinary_transform`]) with the same batch-buffer handling as
+/// [`CapigPipeline`].
+pub struct OrdinaryPipeline {
+    out: Vec<u8>,
+}
+
+impl Default for OrdinaryPipeline {
+    fn default() -> Self {
+        OrdinaryPipeline { out: Vec::with_capacity(64 * 1024) }
+    }
+}
+
+impl OrdinaryPipeline {
+    pub fn event(&mut self, body: &[u8]) -> bool {
+        if self.out.len() > 60 * 1024 {
+            self.out.clear();
+        }
+        ordinary_transform(body, NOW_MS / 1000, &mut self.out).is_ok()
+    }
 }
 
 /// The ordinary way to hash one field: new normalized `String`, digest, `format!` hex.

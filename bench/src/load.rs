@@ -269,12 +269,7 @@ async fn connection(conn: usize, cfg: &LoadConfig, c: &Counters, deadline: Insta
     let mut buf = vec![0u8; 64 << 10];
     let mut filled = 0;
     if cfg.mode == Mode::Ws {
-        let key = "dGhlIHNhbXBsZSBub25jZQ==";
-        let hs = format!(
-            "GET /capig/ws HTTP/1.1\r\nHost: {}\r\nOrigin: {}\r\nUser-Agent: capig-load\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n",
-            cfg.host, cfg.origin
-        );
-        stream.write_all(hs.as_bytes()).await?;
+        stream.write_all(ws_handshake(&cfg.host, &cfg.origin).as_bytes()).await?;
         loop {
             let n = stream.read(&mut buf[filled..]).await?;
             if n == 0 {
@@ -373,8 +368,15 @@ fn http_request(out: &mut Vec<u8>, cfg: &LoadConfig, path: &str, body: &[u8]) {
     out.extend_from_slice(body);
 }
 
+/// The opening handshake of a browser WebSocket to capig's `/capig/ws`.
+pub fn ws_handshake(host: &str, origin: &str) -> String {
+    format!(
+        "GET /capig/ws HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nUser-Agent: capig-load\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+}
+
 /// A masked client text frame.
-fn ws_frame(out: &mut Vec<u8>, payload: &[u8], seed: u32) {
+pub fn ws_frame(out: &mut Vec<u8>, payload: &[u8], seed: u32) {
     let mask = (seed.wrapping_mul(0x9E37_79B9) | 1).to_be_bytes();
     out.push(0x81);
     match payload.len() {
@@ -392,7 +394,7 @@ fn ws_frame(out: &mut Vec<u8>, payload: &[u8], seed: u32) {
     out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 

@@ -74,6 +74,33 @@ pub fn pin(cpu: usize) -> bool {
     monoio::utils::bind_to_cpu_set([cpu]).is_ok()
 }
 
+/// The CPUs this process may run on, in order: what `taskset`, systemd's `CPUAffinity=`
+/// or a cpuset left it. Core N is pinned to the N-th of them (wrapping around), so
+/// `taskset -c 1 capig serve` runs core 0 on CPU 1, not on CPU 0.
+pub fn allowed_cpus() -> Vec<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let list = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap_or("");
+    let cpus = parse_cpu_list(list);
+    if cpus.is_empty() {
+        (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect()
+    } else {
+        cpus
+    }
+}
+
+/// Reads a kernel CPU list such as `0-3,8,10-11`; anything unreadable gives an empty list.
+pub fn parse_cpu_list(list: &str) -> Vec<usize> {
+    let mut cpus = Vec::new();
+    for part in list.trim().split(',').filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        match (a.trim().parse::<usize>(), b.trim().parse::<usize>()) {
+            (Ok(a), Ok(b)) if a <= b && b - a < 65_536 => cpus.extend(a..=b),
+            _ => return Vec::new(),
+        }
+    }
+    cpus
+}
+
 /// Starts `cores` threads named `capig-core-N`, each pinned to a CPU (in order, wrapping
 /// around the CPUs this process may use), each building its runtime and running `main`.
 /// Returns once every core runs, with the driver each one got.
@@ -86,16 +113,18 @@ where
     F: Fn(usize, DriverKind) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = ()> + 'static,
 {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = allowed_cpus();
     let mut handles = Vec::with_capacity(cores);
     let (tx, rx) = std::sync::mpsc::channel::<(usize, io::Result<DriverKind>)>();
     for core in 0..cores {
         let main = main.clone();
+        let cpus = cpus.clone();
         let tx = tx.clone();
         let h = std::thread::Builder::new()
             .name(format!("capig-core-{core}"))
             .spawn(move || {
-                let pinned = pin(core % cpus);
+                let cpu = cpus[core % cpus.len()];
+                let pinned = pin(cpu);
                 let (mut rt, kind, refused) = match build(force_epoll) {
                     Ok(r) => r,
                     Err(e) => {
@@ -109,7 +138,7 @@ where
                 tracing::info!(
                     "core {core}: {} driver{}",
                     kind.as_str(),
-                    if pinned { format!(", pinned to CPU {}", core % cpus) } else { String::new() }
+                    if pinned { format!(", pinned to CPU {cpu}") } else { String::new() }
                 );
                 let _ = tx.send((core, Ok(kind)));
                 match &mut rt {
@@ -132,3 +161,6 @@ where
     }
     Ok((handles, kinds))
 }
+
+#[cfg(test)]
+mod tests;

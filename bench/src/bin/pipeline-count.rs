@@ -1,0 +1,45 @@
+//! Runs N events through one in-process pipeline and exits: the program the comparison
+//! harness (`bench/compare`) runs under callgrind twice per pipeline, with two values of
+//! N, so that start-up cancels out of `(Ir(N2) - Ir(N1)) / (N2 - N1)`.
+//!
+//! `pipeline-count capig|ordinary N` — prints the number of events accepted.
+
+use std::process::ExitCode;
+
+use capig_bench::{sample_events, CapigPipeline, OrdinaryPipeline};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(which), Some(n)) = (args.get(1), args.get(2).and_then(|n| n.parse::<usize>().ok())) else {
+        eprintln!("usage: pipeline-count capig|ordinary N");
+        return ExitCode::from(2);
+    };
+    // Built before either count is taken and the same for both values of N.
+    let events = sample_events(1000);
+    let mut ok = 0usize;
+    match which.as_str() {
+        "capig" => {
+            let mut p = CapigPipeline::default();
+            for i in 0..n {
+                ok += usize::from(p.event(&events[i % events.len()]));
+            }
+        }
+        "ordinary" => {
+            let mut p = OrdinaryPipeline::default();
+            for i in 0..n {
+                ok += usize::from(p.event(&events[i % events.len()]));
+            }
+        }
+        other => {
+            eprintln!("unknown pipeline {other:?}: use capig or ordinary");
+            return ExitCode::from(2);
+        }
+    }
+    println!("{ok}");
+    if ok == n {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("{} of {n} events were refused: the fixture no longer fits the pipeline", n - ok);
+        ExitCode::FAILURE
+    }
+}
