@@ -360,9 +360,12 @@ fn http_request(out: &mut Vec<u8>, cfg: &LoadConfig, path: &str, body: &[u8]) {
     use std::io::Write;
     let _ = write!(
         out,
-        "POST {path} HTTP/1.1\r\nHost: {}\r\nOrigin: {}\r\nUser-Agent: Mozilla/5.0 (capig-load)\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nOrigin: {}\r\nUser-Agent: Mozilla/5.0 (capig-load)\r\n{}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         cfg.host,
         cfg.origin,
+        // A returning browser: the pixel set `_fbp` on its first page view (without
+        // it every request would be a first visit, minted and answered a Set-Cookie).
+        if path == "/capig/events" { "Cookie: _fbp=fb.1.1700000000000.1000000001\r\n" } else { "" },
         body.len()
     );
     out.extend_from_slice(body);

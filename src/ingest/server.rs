@@ -44,6 +44,13 @@ const HEADER_SLOTS: usize = 1024;
 const POLL_EVERY: Duration = Duration::from_micros(250);
 /// Answers to pipelined requests are written together up to this many bytes.
 const FLUSH_AT: usize = 64 << 10;
+/// A connection's read and write buffers, as first taken from the core's pool.
+const READ_BUF: usize = 16 << 10;
+const WRITE_BUF: usize = 4 << 10;
+/// The core's pool keeps this many spare buffers, of at most `POOLED_MAX` bytes each
+/// (a buffer grown for a large body goes back to the allocator).
+const POOL_KEEP: usize = 1024;
+const POOLED_MAX: usize = 64 << 10;
 /// The longest a stopping core waits for the spool's answers.
 const STOP_DEADLINE: Duration = Duration::from_secs(10);
 /// How often the flusher looks at the stop flag.
@@ -142,6 +149,12 @@ pub struct CoreCtx {
     stop: Arc<AtomicBool>,
     connections: Cell<usize>,
     addresses: RefCell<AddressLimits>,
+    /// Spare connection buffers. An idle WebSocket gives its buffers back here while it
+    /// waits for readability, so 100,000 idle connections do not hold 2 GB of buffers
+    /// (monoio has no provided buffer rings, which would let the kernel pick a buffer
+    /// only when data arrives). Taking and returning one is a `Vec` push/pop: no
+    /// allocation in steady state, no lock (core-local).
+    buffers: RefCell<Vec<Vec<u8>>>,
 }
 
 /// New settings for the cores, published by [`Reload::publish`] (SIGHUP) and picked up
@@ -176,6 +189,20 @@ impl Reload {
 }
 
 impl CoreCtx {
+    /// A cleared buffer from the pool (or a new one of `capacity`).
+    fn take_buffer(&self, capacity: usize) -> Vec<u8> {
+        self.buffers.borrow_mut().pop().unwrap_or_else(|| Vec::with_capacity(capacity))
+    }
+
+    /// Gives a buffer back to the pool.
+    fn put_buffer(&self, mut b: Vec<u8>) {
+        let mut pool = self.buffers.borrow_mut();
+        if b.capacity() >= WRITE_BUF && b.capacity() <= POOLED_MAX && pool.len() < POOL_KEEP {
+            b.clear();
+            pool.push(b);
+        }
+    }
+
     /// This core's settings (a core-local reference count).
     fn settings(&self) -> Rc<Settings> {
         self.settings.borrow().clone()
@@ -216,6 +243,7 @@ pub async fn run_core(
         stop,
         connections: Cell::new(0),
         addresses: RefCell::new(AddressLimits::default()),
+        buffers: RefCell::new(Vec::new()),
     });
     for (kind, l) in listeners {
         match monoio::net::TcpListener::from_std(l) {
@@ -363,6 +391,13 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
+impl Drop for Connection<'_> {
+    fn drop(&mut self) {
+        self.ctx.put_buffer(std::mem::take(&mut self.buf));
+        self.ctx.put_buffer(std::mem::take(&mut self.out));
+    }
+}
+
 impl<'c> Connection<'c> {
     fn new(t: Transport, peer: SocketAddr, kind: ListenerKind, ctx: &'c CoreCtx) -> Connection<'c> {
         Connection {
@@ -370,8 +405,8 @@ impl<'c> Connection<'c> {
             peer: peer.ip(),
             kind,
             ctx,
-            buf: Vec::with_capacity(16 << 10),
-            out: Vec::with_capacity(4 << 10),
+            buf: ctx.take_buffer(READ_BUF),
+            out: ctx.take_buffer(WRITE_BUF),
             ids: Vec::new(),
             rejected: Vec::new(),
             body: Vec::new(),
@@ -494,6 +529,33 @@ impl<'c> Connection<'c> {
                 Read::Data
             }
             Err(_) => Read::Deadline,
+        }
+    }
+
+    /// With nothing buffered (no partial frame) on a plain connection: gives both buffers
+    /// back to the core and waits, holding none, until the socket is readable or
+    /// `deadline`. `None`: go on and read. A poll cancelled at its deadline takes no
+    /// bytes, unlike a cancelled read. TLS connections skip this (rustls may hold
+    /// plaintext that no poll announces).
+    async fn wait_idle(&mut self, deadline: Option<Instant>) -> Option<Read> {
+        if !self.buf.is_empty() || !self.out.is_empty() {
+            return None;
+        }
+        let Transport::Plain(tcp) = &self.t else { return None };
+        if self.ctx.stop.load(Ordering::Relaxed) {
+            return Some(Read::Stop);
+        }
+        let left = deadline.map_or(Duration::from_secs(3600), |d| d.saturating_duration_since(Instant::now()));
+        self.ctx.put_buffer(std::mem::take(&mut self.buf));
+        self.ctx.put_buffer(std::mem::take(&mut self.out));
+        let r = monoio::time::timeout(left, tcp.readable(true)).await;
+        self.buf = self.ctx.take_buffer(READ_BUF);
+        self.out = self.ctx.take_buffer(WRITE_BUF);
+        match r {
+            Ok(Ok(())) => None,
+            // The read that follows reports the error.
+            Ok(Err(_)) => None,
+            Err(_) => Some(Read::Deadline),
         }
     }
 
@@ -926,7 +988,11 @@ impl<'c> Connection<'c> {
             if closed || matches!(ws.state(), websocket::State::Closed(_)) {
                 return;
             }
-            match self.read_more(ws.deadline()).await {
+            let read = match self.wait_idle(ws.deadline()).await {
+                Some(r) => r,
+                None => self.read_more(ws.deadline()).await,
+            };
+            match read {
                 Read::Data => {}
                 Read::Eof => return,
                 Read::Stop => {
@@ -943,7 +1009,7 @@ impl<'c> Connection<'c> {
                         return;
                     }
                     if self.buf.capacity() == 0 {
-                        self.buf = Vec::with_capacity(16 << 10);
+                        self.buf = self.ctx.take_buffer(READ_BUF);
                     }
                 }
             }
