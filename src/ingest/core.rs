@@ -58,6 +58,9 @@ pub struct CoreState {
     tickets: HashMap<Ticket, Generation>,
     in_flight: BTreeMap<Generation, GenState>,
     failed: VecDeque<(Generation, SubmitError)>,
+    /// Generations finished since [`CoreState::take_finished`] last ran, so that only
+    /// their waiters are woken.
+    finished: Vec<Generation>,
     /// The first `fbclid` of the last body's page URLs, when it came without `_fbc`.
     fbclid: String,
 }
@@ -77,6 +80,7 @@ impl CoreState {
             tickets: HashMap::new(),
             in_flight: BTreeMap::new(),
             failed: VecDeque::new(),
+            finished: Vec::new(),
             fbclid: String::new(),
         }
     }
@@ -166,7 +170,13 @@ impl CoreState {
         finished
     }
 
+    /// Moves the generations finished since the last call into `out`.
+    pub fn take_finished(&mut self, out: &mut Vec<Generation>) {
+        out.append(&mut self.finished);
+    }
+
     fn finish(&mut self, g: Generation, error: Option<SubmitError>) {
+        self.finished.push(g);
         if let Some(e) = error {
             if self.failed.len() == FAILED_KEPT {
                 self.failed.pop_front();

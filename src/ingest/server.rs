@@ -51,6 +51,12 @@ const WRITE_BUF: usize = 4 << 10;
 /// (a buffer grown for a large body goes back to the allocator).
 const POOL_KEEP: usize = 1024;
 const POOLED_MAX: usize = 64 << 10;
+/// Wake-up slots by generation. Waited-on generations are the open one and at most
+/// `MAX_GENERATIONS_IN_FLIGHT` closed ones, fewer than the slots, so generations that
+/// share a slot are never waited on at once (and if they were, a waiter re-checks its
+/// own result and sleeps again: a spurious wake-up, never a lost one).
+const DONE_SLOTS: usize = 4;
+const _: () = assert!(DONE_SLOTS > super::core::MAX_GENERATIONS_IN_FLIGHT + 1);
 /// The longest a stopping core waits for the spool's answers.
 const STOP_DEADLINE: Duration = Duration::from_secs(10);
 /// How often the flusher looks at the stop flag.
@@ -144,8 +150,10 @@ pub struct CoreCtx {
     epoch: Cell<u64>,
     /// A request waits on the open generation: close it soon.
     flush: Notify,
-    /// Some generation finished.
-    done: Notify,
+    /// Generation `g` finished: `done[g % DONE_SLOTS]` wakes its waiters (and only them,
+    /// not every connection waiting on any generation: with hundreds of connections a
+    /// shared wake-up was several task polls per request).
+    done: [Notify; DONE_SLOTS],
     stop: Arc<AtomicBool>,
     connections: Cell<usize>,
     addresses: RefCell<AddressLimits>,
@@ -239,7 +247,7 @@ pub async fn run_core(
         reload,
         epoch: Cell::new(epoch),
         flush: Notify::new(),
-        done: Notify::new(),
+        done: std::array::from_fn(|_| Notify::new()),
         stop,
         connections: Cell::new(0),
         addresses: RefCell::new(AddressLimits::default()),
@@ -259,20 +267,20 @@ pub async fn run_core(
 /// Closes generations when requests wait on them and collects the spool's answers.
 async fn flusher(ctx: &CoreCtx) {
     let mut stopping_since: Option<Instant> = None;
+    let mut finished: Vec<Generation> = Vec::new();
     loop {
         ctx.pick_up_reload();
-        let (changed, busy) = {
+        let busy = {
             let mut s = ctx.state.borrow_mut();
-            let mut changed = false;
             if s.wants_flush() {
                 s.close_generation();
-                changed = true;
             }
-            changed |= s.poll();
-            (changed, s.has_in_flight() || s.wants_flush())
+            s.poll();
+            s.take_finished(&mut finished);
+            s.has_in_flight() || s.wants_flush()
         };
-        if changed {
-            ctx.done.notify_waiters();
+        for g in finished.drain(..) {
+            ctx.done[g as usize % DONE_SLOTS].notify_waiters();
         }
         if ctx.stop.load(Ordering::Relaxed) {
             let since = *stopping_since.get_or_insert_with(Instant::now);
@@ -304,7 +312,7 @@ async fn flusher(ctx: &CoreCtx) {
 async fn durable(ctx: &CoreCtx, g: Generation) -> Result<(), SubmitError> {
     ctx.flush.notify_one();
     loop {
-        let notified = ctx.done.notified();
+        let notified = ctx.done[g as usize % DONE_SLOTS].notified();
         let mut notified = std::pin::pin!(notified);
         notified.as_mut().enable();
         if let Some(r) = ctx.state.borrow().result(g) {

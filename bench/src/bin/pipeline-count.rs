@@ -2,7 +2,8 @@
 //! harness (`bench/compare`) runs under callgrind twice per pipeline, with two values of
 //! N, so that start-up cancels out of `(Ir(N2) - Ir(N1)) / (N2 - N1)`.
 //!
-//! `pipeline-count capig|ordinary N` — prints the number of events accepted.
+//! `pipeline-count capig|ordinary N` — prints `{"events":N,"ns_per_event":T}`: the events
+//! accepted and, run natively, the wall time per event (the harness's native figure).
 
 use std::process::ExitCode;
 
@@ -17,6 +18,7 @@ fn main() -> ExitCode {
     // Built before either count is taken and the same for both values of N.
     let events = sample_events(1000);
     let mut ok = 0usize;
+    let start = std::time::Instant::now();
     match which.as_str() {
         "capig" => {
             let mut p = CapigPipeline::default();
@@ -35,7 +37,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    println!("{ok}");
+    let ns = start.elapsed().as_nanos() as f64 / n.max(1) as f64;
+    println!("{{\"events\":{ok},\"ns_per_event\":{ns:.1}}}");
     if ok == n {
         ExitCode::SUCCESS
     } else {

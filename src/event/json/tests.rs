@@ -75,3 +75,26 @@ fn escapes_control_characters() {
     write_str(&mut out, "a\u{0}b\u{1f}c\td");
     assert_eq!(out, br#""a\u0000b\u001fc\td""#);
 }
+
+#[test]
+fn string_writer_matches_serde_at_every_position() {
+    // The writer skips eight clean bytes at a time: put each kind of byte that needs
+    // escaping (and some that do not) at every offset of strings of every length
+    // around the word size, and compare with serde_json.
+    let specials = ['"', '\\', '\n', '\r', '\t', '\u{0}', '\u{1f}', '\u{7f}', ' ', '!', '#', '[', ']', 'é', '€', '😀'];
+    for len in 0..24 {
+        for at in 0..len.max(1) {
+            for &c in &specials {
+                let s: String = (0..len).map(|i| if i == at { c } else { (b'a' + (i % 26) as u8) as char }).collect();
+                let mut out = Vec::new();
+                write_str(&mut out, &s);
+                assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap(), "{s:?}");
+            }
+        }
+    }
+    // serde_json writes \b and \f where we write \u0008 and \u000c: compare what they mean.
+    let all: String = (0u8..128).map(char::from).collect();
+    let mut out = Vec::new();
+    write_str(&mut out, &all);
+    assert_eq!(serde_json::from_slice::<String>(&out).unwrap(), all);
+}
