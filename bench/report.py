@@ -55,9 +55,30 @@ GROUPS = [
 ]
 
 
+def profile_parts(r):
+    """(entries, threads) of the run's profile: entries (share, thread, object, space, symbol)."""
+    prof = r.get("profile") or {}
+    if isinstance(prof, list):  # an older report.json, without threads
+        return [(x[0], "?", x[1], x[2], x[3]) for x in prof], []
+    return [tuple(x) for x in prof.get("entries", [])], [tuple(x) for x in prof.get("threads", [])]
+
+
+def thread_split(threads):
+    """{thread: (kernel %, user %)} from the per-thread, per-object totals."""
+    out = {}
+    for share, comm, dso in threads:
+        k, u = out.get(comm, (0.0, 0.0))
+        if dso.startswith("[kernel"):
+            k += share
+        else:
+            u += share
+        out[comm] = (k, u)
+    return out
+
+
 def group_profile(rows):
     totals = {}
-    for share, dso, space, sym in rows:
+    for share, _thread, dso, space, sym in rows:
         name = None
         for g, rx in GROUPS:
             if g.startswith("kernel") and space != "kernel":
@@ -69,6 +90,53 @@ def group_profile(rows):
             name = "kernel: other" if space == "kernel" else f"other user space ({dso})"
         totals[name] = totals.get(name, 0.0) + share
     return sorted(totals.items(), key=lambda kv: -kv[1])
+
+
+def left(w, r, cpu, cg, r_nginx, r_ws, ws10, http_cpu, entries, threads):
+    """What the numbers of this run say about the targets not met."""
+    notes = []
+    split = thread_split(threads)
+    core = next((v for k, v in split.items() if k.startswith("capig-core")), None)
+    others = {k: v for k, v in split.items() if not k.startswith("capig-core")}
+    native = cg.get("capig_native_ns", 0) / 1000
+    if r_nginx > 1.0:
+        text = (f"**HTTP ({r_nginx:.2f}× nginx, goal ≤ 1.00×).** nginx spends {cpu['nginx']:.2f} µs per request, "
+                f"all of it HTTP and TCP; capig spends {cpu['capig']:.2f} µs. ")
+        if native:
+            text += (f"The in-process pipeline alone is {native:.2f} µs/event in this run, "
+                     f"{native / cpu['nginx']:.2f}× nginx's whole request, so the goal cannot be met while the "
+                     "pipeline costs what it costs here: it is the first thing to make cheaper. ")
+        if core:
+            text += (f"In the profile the core thread is {sum(core):.0f} % of capig's samples, {core[0]:.0f} points "
+                     "of them in the kernel (TCP send and receive through io_uring, the loopback's softirq "
+                     "work for the peer)")
+            if others:
+                text += "; " + ", ".join(f"{k} {sum(v):.0f} %" for k, v in sorted(others.items()))
+            text += ". "
+        text += (f"capig's kernel time per request ({med_of(r, 'capig', 'kernel_us'):.2f} µs) is above nginx's "
+                 f"({med_of(r, 'nginx', 'kernel_us'):.2f} µs) although both make one receive and one send per "
+                 "request: capig's answer goes out only after the group commit, in a later loop turn, and "
+                 "the spool writer and the sender to the simulator add their own system calls.")
+        notes.append(text)
+    if r_ws < 4.0:
+        ws_us = 1e6 / ws10
+        text = (f"**WebSocket, 10 events per frame ({r_ws:.2f}× HTTP, goal ≥ 4×).** An event costs {ws_us:.2f} µs "
+                f"over WebSocket and {http_cpu:.2f} µs over HTTP. ")
+        if native:
+            text += (f"{native:.2f} µs of each is the in-process pipeline (generated events in capig-load are "
+                     "smaller than the fixture, so somewhat less): with batched frames the pipeline is most of "
+                     "the cost, and a 4× ratio needs it at roughly a third of what it is now.")
+        notes.append(text)
+    if notes:
+        w("## What is left")
+        w("")
+        for n in notes:
+            w(n)
+            w("")
+
+
+def med_of(r, name, key):
+    return med([x[key] for x in r["same_core"][name]])
 
 
 def chart(r, path):
@@ -287,26 +355,39 @@ def main():
         w("")
     w("## Where capig's CPU goes (perf, HTTP load)")
     w("")
-    w("`perf record -e cpu-clock -g` on the capig process during a same-core wrk run (software clock: this VM has "
-      "no hardware counters). Entries of at least 0.3 % of the samples, grouped:")
-    w("")
-    prof = r.get("profile", [])
-    w("| share of capig's samples | where |")
-    w("|---|---|")
-    for g, share in group_profile(prof):
-        w(f"| {share:.1f} % | {g} |")
-    kern = sum(x[0] for x in prof if x[2] == "kernel")
-    w(f"| {kern:.1f} % / {sum(x[0] for x in prof) - kern:.1f} % | all kernel / all user space entries listed |")
-    w("")
-    w("<details><summary>The 30 largest entries</summary>")
-    w("")
-    w("| share | object | symbol |")
-    w("|---|---|---|")
-    for share, dso, space, sym in prof[:30]:
-        w(f"| {share:.1f} % | {dso} | `{sym[:90].strip()}` |")
-    w("")
-    w("</details>")
-    w("")
+    entries, threads = profile_parts(r)
+    if not entries:
+        w("perf could not record on this machine in this run (no profile).")
+        w("")
+    else:
+        w("`perf record -e cpu-clock` on the capig process during a same-core wrk run (software clock: this VM has "
+          "no hardware counters).")
+        w("")
+        if threads:
+            w("By thread, all samples:")
+            w("")
+            w("| thread | kernel | user space | total |")
+            w("|---|---|---|---|")
+            for comm, (k, u) in sorted(thread_split(threads).items(), key=lambda kv: -sum(kv[1])):
+                w(f"| {comm} | {k:.1f} % | {u:.1f} % | {k + u:.1f} % |")
+            w("")
+        w("Entries of at least 0.3 % of the samples, grouped by what they are:")
+        w("")
+        w("| share of capig's samples | where |")
+        w("|---|---|")
+        for g, share in group_profile(entries):
+            w(f"| {share:.1f} % | {g} |")
+        w("")
+        w("<details><summary>The 30 largest entries</summary>")
+        w("")
+        w("| share | thread | object | symbol |")
+        w("|---|---|---|---|")
+        for share, comm, dso, space, sym in entries[:30]:
+            w(f"| {share:.1f} % | {comm} | {dso} | `{sym[:90].strip()}` |")
+        w("")
+        w("</details>")
+        w("")
+    left(w, r, cpu, cg, r_nginx, r_ws, ws10, http_cpu, entries, threads)
     w("## Machine")
     w("")
     w(f"- CPU: {m['cpu']}, {m['vcpus']} vCPUs; memory {m['memory_gib']} GiB; kernel {m['kernel']}")
