@@ -5,43 +5,16 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use capig::config::{Config, ListenerKind};
-use capig::ingest::{ServeOptions, Server};
 use capig_bench::idle::{Idle, IdleConfig};
 use capig_bench::load::{ws_frame, ws_handshake};
 
+mod support;
+use support::{Gateway, PIXEL};
+
 #[test]
 fn idle_websockets_stay_served() {
-    let dir = std::env::temp_dir().join(format!("capig-idle-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("token"), "t\n").unwrap();
-    let text = r#"
-[[listeners]]
-addr = "127.0.0.1:0"
-kind = "http"
-
-[[domains]]
-name = "capig.shop.example"
-origins = ["https://www.shop.example"]
-
-[[pixels]]
-id = "1234567890123456"
-access_token_file = "token"
-
-[upstream]
-graph_url = "http://127.0.0.1:9"
-
-[spool]
-dir = "spool"
-
-[limits]
-requests_per_second_per_ip = 0
-requests_per_second_per_connection = 0
-"#;
-    let config = Config::from_toml(text, &dir.join("capig.toml"), &[]).unwrap();
-    let server = Server::start(config, ServeOptions::default()).unwrap();
-    let target = server.listening().iter().find(|(k, _)| *k == ListenerKind::Http).unwrap().1;
+    let gw = Gateway::start("idle-test", "http://127.0.0.1:9");
+    let target = gw.addr;
 
     // 300 connections, 100 per source address: three addresses of 127.0.0.0/8.
     let cfg = IdleConfig { target, connections: 300, per_source: 100, round: 50, ..IdleConfig::default() };
@@ -58,7 +31,7 @@ requests_per_second_per_connection = 0
     let n = t.read(&mut buf).unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&buf[..n]));
     std::thread::sleep(Duration::from_millis(300));
-    let event = r#"[{"pixel_id":"1234567890123456","event_name":"Lead","event_id":"idle-1","event_source_url":"https://www.shop.example/"}]"#;
+    let event = format!(r#"[{{"pixel_id":"{PIXEL}","event_name":"Lead","event_id":"idle-1","event_source_url":"https://www.shop.example/"}}]"#);
     let mut frame = Vec::new();
     ws_frame(&mut frame, event.as_bytes(), 7);
     t.write_all(&frame).unwrap();
@@ -67,6 +40,5 @@ requests_per_second_per_connection = 0
     assert!(answer.contains(r#""stored":["idle-1"]"#), "{answer}");
 
     drop(idle);
-    server.shutdown(Duration::from_secs(2));
-    let _ = std::fs::remove_dir_all(&dir);
+    gw.stop();
 }
