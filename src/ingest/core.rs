@@ -147,10 +147,10 @@ impl CoreState {
         }
     }
 
-    /// Takes the spool's answers; true when some generation finished.
-    pub fn poll(&mut self) -> bool {
+    /// Takes the spool's answers; the generations they finish are in
+    /// [`CoreState::take_finished`].
+    pub fn poll(&mut self) {
         self.link.poll(&mut self.done);
-        let mut finished = false;
         for d in std::mem::take(&mut self.done) {
             let Origin::Fresh(t) = d.origin else { continue };
             let Some(g) = self.tickets.remove(&t) else { continue };
@@ -164,10 +164,8 @@ impl CoreState {
             if state.pending == 0 && g < self.open {
                 let state = self.in_flight.remove(&g).expect("present above");
                 self.finish(g, state.error);
-                finished = true;
             }
         }
-        finished
     }
 
     /// Moves the generations finished since the last call into `out`.

@@ -197,6 +197,11 @@ impl Reload {
 }
 
 impl CoreCtx {
+    /// Where the waiters of generation `g` sleep.
+    fn done_slot(&self, g: Generation) -> &Notify {
+        &self.done[(g % DONE_SLOTS as u64) as usize]
+    }
+
     /// A cleared buffer from the pool (or a new one of `capacity`).
     fn take_buffer(&self, capacity: usize) -> Vec<u8> {
         self.buffers.borrow_mut().pop().unwrap_or_else(|| Vec::with_capacity(capacity))
@@ -280,7 +285,7 @@ async fn flusher(ctx: &CoreCtx) {
             s.has_in_flight() || s.wants_flush()
         };
         for g in finished.drain(..) {
-            ctx.done[g as usize % DONE_SLOTS].notify_waiters();
+            ctx.done_slot(g).notify_waiters();
         }
         if ctx.stop.load(Ordering::Relaxed) {
             let since = *stopping_since.get_or_insert_with(Instant::now);
@@ -312,7 +317,7 @@ async fn flusher(ctx: &CoreCtx) {
 async fn durable(ctx: &CoreCtx, g: Generation) -> Result<(), SubmitError> {
     ctx.flush.notify_one();
     loop {
-        let notified = ctx.done[g as usize % DONE_SLOTS].notified();
+        let notified = ctx.done_slot(g).notified();
         let mut notified = std::pin::pin!(notified);
         notified.as_mut().enable();
         if let Some(r) = ctx.state.borrow().result(g) {
