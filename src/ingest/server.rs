@@ -47,8 +47,8 @@ const FLUSH_AT: usize = 64 << 10;
 /// A connection's read and write buffers, as first taken from the core's pool.
 const READ_BUF: usize = 16 << 10;
 const WRITE_BUF: usize = 4 << 10;
-/// The core's pool keeps this many spare buffers, of at most `POOLED_MAX` bytes each
-/// (a buffer grown for a large body goes back to the allocator).
+/// The core's pool keeps this many spare buffers per size class, of at most
+/// `POOLED_MAX` bytes each (a buffer grown for a large body goes back to the allocator).
 const POOL_KEEP: usize = 1024;
 const POOLED_MAX: usize = 64 << 10;
 /// Wake-up slots by generation. Waited-on generations are the open one and at most
@@ -162,7 +162,10 @@ pub struct CoreCtx {
     /// (monoio has no provided buffer rings, which would let the kernel pick a buffer
     /// only when data arrives). Taking and returning one is a `Vec` push/pop: no
     /// allocation in steady state, no lock (core-local).
-    buffers: RefCell<Vec<Vec<u8>>>,
+    /// Two size classes, `[write, read]`: a buffer of at least `READ_BUF` goes back as a
+    /// read buffer, so a read never starts on a small one (and a reply never pins a
+    /// large one).
+    buffers: RefCell<[Vec<Vec<u8>>; 2]>,
 }
 
 /// New settings for the cores, published by [`Reload::publish`] (SIGHUP) and picked up
@@ -204,12 +207,14 @@ impl CoreCtx {
 
     /// A cleared buffer from the pool (or a new one of `capacity`).
     fn take_buffer(&self, capacity: usize) -> Vec<u8> {
-        self.buffers.borrow_mut().pop().unwrap_or_else(|| Vec::with_capacity(capacity))
+        let class = usize::from(capacity >= READ_BUF);
+        self.buffers.borrow_mut()[class].pop().unwrap_or_else(|| Vec::with_capacity(capacity))
     }
 
     /// Gives a buffer back to the pool.
     fn put_buffer(&self, mut b: Vec<u8>) {
-        let mut pool = self.buffers.borrow_mut();
+        let mut pools = self.buffers.borrow_mut();
+        let pool = &mut pools[usize::from(b.capacity() >= READ_BUF)];
         if b.capacity() >= WRITE_BUF && b.capacity() <= POOLED_MAX && pool.len() < POOL_KEEP {
             b.clear();
             pool.push(b);
@@ -256,7 +261,7 @@ pub async fn run_core(
         stop,
         connections: Cell::new(0),
         addresses: RefCell::new(AddressLimits::default()),
-        buffers: RefCell::new(Vec::new()),
+        buffers: RefCell::new([Vec::new(), Vec::new()]),
     });
     for (kind, l) in listeners {
         match monoio::net::TcpListener::from_std(l) {
