@@ -470,25 +470,6 @@ fn kill_9_under_load_loses_no_acknowledged_event() {
     assert!(gw.stop().success());
 }
 
-/// A TLS client that trusts the certificate in `cert_pem` and asks for `sni`.
-fn tls_client(addr: std::net::SocketAddr, cert_pem: &std::path::Path, sni: &'static str) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(cert_pem).unwrap();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), sni.try_into().unwrap()).unwrap();
-    let tcp = TcpStream::connect(addr).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    rustls::StreamOwned::new(conn, tcp)
-}
-
 #[test]
 fn https_picks_the_certificate_by_sni_and_takes_events() {
     let dir = TempDir::new("serve-tls");

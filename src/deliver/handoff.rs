@@ -97,6 +97,12 @@ impl SubmitError {
         }
     }
 
+    /// Whether sending the same events again later can succeed (a full spool empties,
+    /// a stopping gateway comes back); a batch too large for the spool never fits.
+    pub fn retryable(&self) -> bool {
+        !matches!(self, SubmitError::TooLarge { .. })
+    }
+
     /// A stable label for metrics and logs.
     pub fn label(&self) -> &'static str {
         match self {
@@ -179,6 +185,13 @@ impl CoreLink {
             local: Vec::new(),
             overflowed: 0,
         }
+    }
+
+    /// The largest batch payload both the main spool and this core's overflow spool
+    /// can store as one record (a larger one is refused as too large, whatever waits).
+    pub fn max_payload(&self) -> usize {
+        let record = self.overflow_cfg.segment_bytes.min(self.overflow_cfg.max_bytes);
+        (record as usize).saturating_sub(crate::deliver::spool::record::HEADER_LEN)
     }
 
     /// This core's number.

@@ -19,7 +19,7 @@ pub const MAX_DEPTH: usize = 16;
 
 /// A parse failure of a whole body, with a message that says what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the body is not valid JSON: {detail}; send one JSON object or an array of objects, UTF-8 encoded")]
+#[error("the body is not valid JSON: {detail}")]
 pub struct JsonError {
     /// simd-json's description, e.g. the byte offset of the problem (never input content).
     pub detail: String,
@@ -59,17 +59,34 @@ impl Parser {
     }
 }
 
+/// What is wrong with a body, in words a sender can act on. simd-json's own names
+/// (`InternalError`, `ExpectedObjectContent`) mean nothing to a sender; its byte offset
+/// points at or just before the problem.
 fn describe(e: &simd_json::Error) -> String {
     use simd_json::ErrorType as T;
+    let at = e.index();
     match e.error() {
         T::InvalidUtf8 => "it is not valid UTF-8".into(),
-        T::Eof => "it ends in the middle of a value".into(),
-        T::TrailingData => "there is data after the JSON value".into(),
+        T::Eof | T::Syntax | T::UnterminatedString => "it ends in the middle of a value (a string, object or array is not closed)".into(),
+        T::TrailingData => "there is more data after the JSON value".into(),
         T::InvalidNumber | T::InvalidExponent => {
-            format!("a number near byte {} is invalid (NaN and Infinity are not JSON)", e.index())
+            format!("near byte {at} a number is not a JSON number (no leading zeros, NaN or Infinity; an exponent needs digits)")
+        }
+        T::InvalidEscape | T::InvalidUnicodeEscape | T::InvalidUnicodeCodepoint => {
+            r#"a string has an invalid escape (JSON allows \" \\ \/ \b \f \n \r \t and \uXXXX of a valid code point)"#.into()
         }
         T::DepthLimitExceeded => format!("it is nested deeper than {MAX_DEPTH} levels"),
-        other => format!("{other:?} near byte {}", e.index()),
+        T::ExpectedObjectColon => format!("near byte {at} a ':' is missing after an object key"),
+        T::ExpectedObjectContent | T::ExpectedObjectKey | T::KeyMustBeAString | T::BadKeyType | T::ExpectedMapComma => format!(
+            "near byte {at} an object key or a comma is missing (keys are double-quoted strings; no comma after the last member)"
+        ),
+        T::ExpectedArrayContent | T::ExpectedArrayComma => {
+            format!("near byte {at} an array element or a comma is missing (no comma after the last element)")
+        }
+        _ => format!(
+            "near byte {at} there is something that is not JSON (NaN, Infinity, undefined, single-quoted strings, \
+             a comma after the last element and text after the value are not JSON)"
+        ),
     }
 }
 

@@ -39,10 +39,13 @@ pub enum Reason {
     ConsentRevoked,
     /// The same `event_name` + `event_id` was forwarded recently.
     Duplicate,
+    /// The event, as a CAPI event, is larger than one spool record or one batch can
+    /// hold: no resend can fix it.
+    EventTooLarge,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 16] = [
         Reason::NotAnObject,
         Reason::DuplicateKey,
         Reason::InvalidField,
@@ -58,6 +61,7 @@ impl Reason {
         Reason::EventBlocked,
         Reason::ConsentRevoked,
         Reason::Duplicate,
+        Reason::EventTooLarge,
     ];
 
     /// The stable snake_case label (counters, `capig transform` output, metrics).
@@ -78,6 +82,7 @@ impl Reason {
             Reason::EventBlocked => "event_blocked",
             Reason::ConsentRevoked => "consent_revoked",
             Reason::Duplicate => "duplicate",
+            Reason::EventTooLarge => "event_too_large",
         }
     }
 
@@ -106,9 +111,11 @@ pub struct Rejection {
     pub reason: Reason,
     /// The field concerned (`"event_time"`, `"custom_data.currency"`), or `""`.
     pub field: &'static str,
-    /// What is wrong and what to do, without any value from the event.
+    /// What is wrong and what to do, without any value from the event. `{n}` in it
+    /// stands for `number`.
     pub detail: &'static str,
-    /// A number that makes the message precise (an age in seconds, a limit), or 0.
+    /// A number that makes the message precise (an age in seconds, a limit), written
+    /// where `detail` says `{n}`.
     pub number: u64,
 }
 
@@ -144,11 +151,10 @@ impl std::fmt::Display for Rejection {
         if !self.field.is_empty() {
             write!(f, "{}: ", self.field)?;
         }
-        f.write_str(self.detail)?;
-        if self.number != 0 {
-            write!(f, " ({})", self.number)?;
+        match self.detail.split_once("{n}") {
+            Some((before, after)) => write!(f, "{before}{}{after}", self.number),
+            None => f.write_str(self.detail),
         }
-        Ok(())
     }
 }
 

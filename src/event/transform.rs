@@ -315,7 +315,7 @@ impl Transformer {
         let ua = ctx.user_agent.or(event_ua).filter(|ua| !ua.trim().is_empty());
         if let Some(ua) = ua {
             if ua.len() > MAX_URL {
-                return Err(Rejection::new(Reason::FieldTooLong, "client_user_agent", "is too long").with_number(MAX_URL as u64));
+                return Err(Rejection::new(Reason::FieldTooLong, "client_user_agent", "is longer than the {n} bytes capig accepts").with_number(MAX_URL as u64));
             }
             comma(out);
             write_key(out, "client_user_agent");
@@ -441,7 +441,7 @@ fn string<'a>(v: Option<Val<'_, 'a>>, field: &'static str, max: usize) -> Result
     let Some(v) = v else { return Ok(None) };
     let s = v.as_str().ok_or(invalid(field, "must be a string"))?;
     if s.len() > max {
-        return Err(Rejection::new(Reason::FieldTooLong, field, "is longer than capig accepts").with_number(max as u64));
+        return Err(Rejection::new(Reason::FieldTooLong, field, "is longer than the {n} bytes capig accepts; shorten it").with_number(max as u64));
     }
     Ok(Some(s))
 }
@@ -497,7 +497,7 @@ fn event_id<'a>(v: Option<Val<'_, 'a>>) -> Result<Option<EventId<'a>>, Rejection
     }
     let s = v.as_str().ok_or(BAD)?;
     if s.len() > MAX_EVENT_ID {
-        return Err(Rejection::new(Reason::FieldTooLong, "event_id", "is longer than capig accepts").with_number(MAX_EVENT_ID as u64));
+        return Err(Rejection::new(Reason::FieldTooLong, "event_id", "is longer than the {n} bytes capig accepts; use a shorter id").with_number(MAX_EVENT_ID as u64));
     }
     if s.trim().is_empty() || s.chars().any(char::is_control) {
         return Err(BAD);
@@ -521,11 +521,11 @@ fn event_time(v: Option<Val<'_, '_>>, now_secs: u64, max_age: u64) -> Result<u64
     }
     let secs = if f >= 1e11 { (f / 1000.0) as u64 } else { f as u64 };
     if secs.saturating_add(max_age) < now_secs {
-        return Err(Rejection::new(Reason::EventTooOld, "event_time", "is older than Meta accepts (7 days; 62 for physical_store) (seconds too old)")
+        return Err(Rejection::new(Reason::EventTooOld, "event_time", "is {n} seconds past the oldest time Meta accepts (7 days ago; 62 days for physical_store); an event that old cannot be sent")
             .with_number(now_secs - secs - max_age));
     }
     if secs > now_secs.saturating_add(MAX_FUTURE_SECS) {
-        return Err(Rejection::new(Reason::EventInFuture, "event_time", "is more than a minute in the future; check the sender's clock (seconds ahead)")
+        return Err(Rejection::new(Reason::EventInFuture, "event_time", "is {n} seconds in the future, and Meta accepts at most a minute ahead; check the sender's clock")
             .with_number(secs - now_secs));
     }
     Ok(secs)

@@ -14,7 +14,13 @@
 //! A generation is durable when every batch closed for it came back `Ok`; if any was
 //! refused (a full spool), every request of the generation is refused with that error
 //! and resends (its events keep their `event_id`s; a batch of the generation that did get
-//! stored is then delivered twice, which Meta deduplicates).
+//! stored is then delivered twice, which Meta deduplicates). A refused generation leaves
+//! no trace in the dedup windows: the fingerprints of its events are kept with it and
+//! forgotten when it fails, so the resend is stored, not answered `duplicate`.
+//!
+//! An event too large for one spool record (or one upstream batch) is refused on its
+//! own, as `event_too_large`, before it joins a batch: no resend could store it, and it
+//! must not make the other requests of its generation fail.
 //!
 //! Hot path: no allocation per event — the transform writes into a kept scratch buffer,
 //! the batcher into recycled batch buffers; the maps here are per generation.
@@ -22,11 +28,11 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Instant;
 
-use crate::deliver::batch::{BatchConfig, Batcher, ClosedBatch};
+use crate::deliver::batch::{BatchConfig, Batcher, ClosedBatch, ENVELOPE_BYTES};
 use crate::deliver::handoff::{CoreLink, Done, Origin, SubmitError, Ticket};
-use crate::event::json::{write_str, Parser, Val};
+use crate::event::json::{write_str, JsonError, Parser, Val};
 use crate::event::policy::{PixelId, Policies};
-use crate::event::reject::Rejection;
+use crate::event::reject::{Reason, Rejection};
 use crate::event::{Context, Transformer};
 
 /// Closed generations waiting for the spool at once, per core.
@@ -40,6 +46,8 @@ pub type Generation = u64;
 struct GenState {
     pending: u32,
     error: Option<SubmitError>,
+    /// The dedup fingerprints of the generation's events, forgotten if it fails.
+    fingerprints: Vec<(PixelId, u64)>,
 }
 
 /// A core's ingestion state.
@@ -55,6 +63,12 @@ pub struct CoreState {
     done: Vec<Done>,
     open: Generation,
     open_events: u32,
+    /// The open generation's dedup fingerprints.
+    open_fingerprints: Vec<(PixelId, u64)>,
+    /// Emptied fingerprint lists, reused (no allocation per generation once warm).
+    spare_fingerprints: Vec<Vec<(PixelId, u64)>>,
+    /// The largest CAPI event (serialized) that fits one spool record and one batch.
+    max_event_bytes: usize,
     tickets: HashMap<Ticket, Generation>,
     in_flight: BTreeMap<Generation, GenState>,
     failed: VecDeque<(Generation, SubmitError)>,
@@ -67,7 +81,11 @@ pub struct CoreState {
 
 impl CoreState {
     pub fn new(policies: Policies, batch: BatchConfig, link: CoreLink) -> CoreState {
+        let max_event_bytes = link.max_payload().min(batch.max_bytes).saturating_sub(ENVELOPE_BYTES);
         CoreState {
+            open_fingerprints: Vec::new(),
+            spare_fingerprints: Vec::new(),
+            max_event_bytes,
             parser: Some(Parser::default()),
             transformer: Transformer::new(policies),
             batcher: Batcher::new(batch),
@@ -121,11 +139,15 @@ impl CoreState {
         self.open_events = 0;
         self.batcher.flush_all(&mut self.closed);
         self.submit_closed(g);
+        let fingerprints = std::mem::replace(&mut self.open_fingerprints, self.spare_fingerprints.pop().unwrap_or_default());
         // Nothing of it is waiting for the spool (every batch refused, or the early
         // ones answered already): it is finished now.
-        if self.in_flight.get(&g).is_none_or(|s| s.pending == 0) {
-            let error = self.in_flight.remove(&g).and_then(|s| s.error);
-            self.finish(g, error);
+        match self.in_flight.get_mut(&g) {
+            Some(s) if s.pending > 0 => s.fingerprints = fingerprints,
+            _ => {
+                let error = self.in_flight.remove(&g).and_then(|s| s.error);
+                self.finish(g, error, fingerprints);
+            }
         }
     }
 
@@ -136,6 +158,7 @@ impl CoreState {
             let state = self.in_flight.entry(g).or_insert(GenState {
                 pending: 0,
                 error: None,
+                fingerprints: Vec::new(),
             });
             match result {
                 Ok(t) => {
@@ -163,7 +186,7 @@ impl CoreState {
             // before it closes: it stays open, with their error if any.
             if state.pending == 0 && g < self.open {
                 let state = self.in_flight.remove(&g).expect("present above");
-                self.finish(g, state.error);
+                self.finish(g, state.error, state.fingerprints);
             }
         }
     }
@@ -173,8 +196,18 @@ impl CoreState {
         out.append(&mut self.finished);
     }
 
-    fn finish(&mut self, g: Generation, error: Option<SubmitError>) {
+    fn finish(&mut self, g: Generation, error: Option<SubmitError>, mut fingerprints: Vec<(PixelId, u64)>) {
         self.finished.push(g);
+        if error.is_some() {
+            // Its requests are refused and will be sent again: not duplicates then.
+            for &(pixel, fp) in &fingerprints {
+                self.transformer.policies.forget(pixel, fp);
+            }
+        }
+        fingerprints.clear();
+        if fingerprints.capacity() > 0 && self.spare_fingerprints.len() < MAX_GENERATIONS_IN_FLIGHT + 2 {
+            self.spare_fingerprints.push(fingerprints);
+        }
         if let Some(e) = error {
             if self.failed.len() == FAILED_KEPT {
                 self.failed.pop_front();
@@ -199,6 +232,18 @@ impl CoreState {
     pub fn add_event(&mut self, v: Val<'_, '_>, ctx: &Context<'_>, now: Instant) -> Result<PixelId, Rejection> {
         self.scratch.clear();
         let a = self.transformer.transform(v, ctx, &mut self.scratch)?;
+        if self.scratch.len() > self.max_event_bytes {
+            self.transformer.forget(&a);
+            return Err(Rejection::new(
+                Reason::EventTooLarge,
+                "",
+                "the event is larger than the {n} bytes capig can store for one event; send less custom data",
+            )
+            .with_number(self.max_event_bytes as u64));
+        }
+        if let Some(fp) = a.fingerprint {
+            self.open_fingerprints.push((a.pixel_id, fp));
+        }
         self.batcher
             .push(a.pixel_id, now, a.event_time, &self.scratch, &mut self.closed);
         self.open_events += 1;
@@ -220,11 +265,21 @@ pub enum BodyShape {
     Server,
 }
 
+impl BodyShape {
+    /// What a body of this shape should look like, for error messages.
+    fn hint(self) -> &'static str {
+        match self {
+            BodyShape::Browser => "send one event object or an array of them, as UTF-8 JSON",
+            BodyShape::Server => r#"send {"data":[…CAPI events…],"accessKey":"…"} as UTF-8 JSON"#,
+        }
+    }
+}
+
 /// Why a whole body was refused (each event's own refusals are in the answer instead).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BodyError {
-    #[error("the body is not valid JSON: {0}; send one event object or an array of them")]
-    Json(String),
+    #[error("{error}; {}", shape.hint())]
+    Json { error: JsonError, shape: BodyShape },
     #[error("the body holds {found} events; send at most {max} per request")]
     TooManyEvents { found: usize, max: usize },
     #[error("the body must be a JSON object {{\"data\":[…], \"accessKey\":\"…\"}}")]
@@ -238,7 +293,7 @@ pub enum BodyError {
 impl BodyError {
     pub fn status(&self) -> u16 {
         match self {
-            BodyError::Json(_) | BodyError::NotServerBody => 400,
+            BodyError::Json { .. } | BodyError::NotServerBody => 400,
             BodyError::TooManyEvents { .. } => 413,
             BodyError::MissingKey => 401,
             BodyError::WrongKey => 403,
@@ -250,7 +305,13 @@ impl BodyError {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Ingested {
     pub added: u32,
+    /// Events not taken, `duplicates` included.
     pub rejected: u32,
+    /// Events not taken because the same event was taken recently: the sender's
+    /// resend of an event already stored, which counts as taken for the status.
+    pub duplicates: u32,
+    /// Events refused as `event_too_large`.
+    pub too_large: u32,
     /// A taken event's page URL had an `fbclid` and the request no `_fbc` cookie:
     /// [`CoreState::fbclid`] holds it, for the `_fbc` cookie of the answer.
     pub fbclid: bool,
@@ -331,6 +392,11 @@ impl CoreState {
                     }
                     Err(r) => {
                         counts.rejected += 1;
+                        match r.reason {
+                            Reason::Duplicate => counts.duplicates += 1,
+                            Reason::EventTooLarge => counts.too_large += 1,
+                            _ => {}
+                        }
                         if !rejected.is_empty() {
                             rejected.push(b',');
                         }
@@ -351,7 +417,26 @@ impl CoreState {
             Ok(counts)
         });
         self.parser = Some(parser);
-        result.map_err(|e| BodyError::Json(e.to_string()))?
+        result.map_err(|error| BodyError::Json { error, shape })?
+    }
+}
+
+impl Ingested {
+    /// The HTTP status of the answer: `all_taken` (200, or 202 for the server API)
+    /// when every event was taken, 202 when some were rejected, 400 when none was
+    /// (413 when what kept them out was their size). A duplicate counts as taken: it
+    /// is a resend of an event the gateway already has.
+    pub fn status(&self, all_taken: u16) -> u16 {
+        let taken = self.added + self.duplicates;
+        if taken == 0 && self.too_large > 0 {
+            413
+        } else if taken == 0 {
+            400
+        } else if self.rejected > self.duplicates {
+            202
+        } else {
+            all_taken
+        }
     }
 }
 

@@ -57,7 +57,11 @@ const POOLED_MAX: usize = 64 << 10;
 /// own result and sleeps again: a spurious wake-up, never a lost one).
 const DONE_SLOTS: usize = 4;
 const _: () = assert!(DONE_SLOTS > super::core::MAX_GENERATIONS_IN_FLIGHT + 1);
-/// The longest a stopping core waits for the spool's answers.
+/// At most this much of a refused request's rest is read and discarded before closing.
+const DISCARD_BYTES: usize = 16 << 20;
+/// And for at most this long.
+const DISCARD_TIME: Duration = Duration::from_secs(5);
+/// A stopping core waits at most this long for the spool's answers.
 const STOP_DEADLINE: Duration = Duration::from_secs(10);
 /// How often the flusher looks at the stop flag.
 const STOP_CHECK: Duration = Duration::from_millis(100);
@@ -382,6 +386,9 @@ async fn accept_loop(listener: monoio::net::TcpListener, kind: ListenerKind, ctx
 enum After {
     KeepGoing,
     Close,
+    /// The answer (an error) went out before the client finished sending: read and
+    /// discard what follows, then close (see [`Connection::discard_rest`]).
+    Discard,
     Upgrade(websocket::Connection, Box<WsEdge>),
 }
 
@@ -481,8 +488,9 @@ impl<'c> Connection<'c> {
                         http.response_sent(now);
                     }
                     Err(e) => {
+                        tracing::debug!(transport = self.label(), "closing a connection after a bad request: {e}");
                         e.write_response(&mut self.out, ReplyTo::CLOSE);
-                        after = After::Close;
+                        after = After::Discard;
                     }
                 }
             }
@@ -492,7 +500,7 @@ impl<'c> Connection<'c> {
                 // if they were refused (the answers before it stay as they are).
                 if let Err(e) = durable(self.ctx, g).await {
                     self.out.truncate(mark);
-                    refuse_503(&mut self.out, &e, self.reply_to);
+                    refuse(&mut self.out, &e, self.reply_to);
                 }
             }
             // Answers to pipelined requests go out together: before a read, before the
@@ -503,6 +511,10 @@ impl<'c> Connection<'c> {
             }
             match after {
                 After::Close => return,
+                After::Discard => {
+                    self.discard_rest().await;
+                    return;
+                }
                 After::Upgrade(ws, edge) => {
                     // What follows the upgrade request is already WebSocket frames.
                     self.buf.drain(..pos);
@@ -541,12 +553,45 @@ impl<'c> Connection<'c> {
         }
         let buf = std::mem::take(&mut self.buf);
         match monoio::time::timeout(left, self.t.read_into(buf)).await {
-            Ok((Ok(0), _)) | Ok((Err(_), _)) => Read::Eof,
+            Ok((Ok(0), _)) => Read::Eof,
+            Ok((Err(e), _)) => {
+                tracing::debug!(transport = self.label(), "closing a connection: reading failed: {e}");
+                Read::Eof
+            }
             Ok((Ok(_), buf)) => {
                 self.buf = buf;
                 Read::Data
             }
-            Err(_) => Read::Deadline,
+            Err(_) => {
+                tracing::debug!(transport = self.label(), "closing a connection: the client sent nothing in time");
+                Read::Deadline
+            }
+        }
+    }
+
+    /// After an error answer sent before the request was read to its end (a 413 for a
+    /// body over the limit, a malformed chunk): reads and discards what the client still
+    /// sends, up to [`DISCARD_BYTES`] and [`DISCARD_TIME`], then the connection closes.
+    /// Closing with unread bytes would make the kernel send a reset, and a client still
+    /// sending its body would lose the answer with it.
+    async fn discard_rest(&mut self) {
+        let until = Instant::now() + DISCARD_TIME;
+        let mut discarded = 0;
+        while discarded < DISCARD_BYTES {
+            self.buf.clear();
+            match self.read_more(Some(until)).await {
+                Read::Data => discarded += self.buf.len(),
+                Read::Eof | Read::Deadline | Read::Stop => break,
+            }
+        }
+        self.buf.clear();
+    }
+
+    fn label(&self) -> &'static str {
+        match (&self.t, self.kind) {
+            (Transport::Tls(_), _) => "https",
+            (_, ListenerKind::Redirect) => "redirect",
+            _ => "http",
         }
     }
 
@@ -586,9 +631,15 @@ impl<'c> Connection<'c> {
             Ok((r, mut out)) => {
                 out.clear();
                 self.out = out;
+                if let Err(e) = &r {
+                    tracing::debug!(transport = self.label(), "closing a connection: writing the answer failed: {e}");
+                }
                 r.is_ok()
             }
-            Err(_) => false,
+            Err(_) => {
+                tracing::debug!(transport = self.label(), "closing a connection: the client did not read its answer in time");
+                false
+            }
         }
     }
 
@@ -627,7 +678,7 @@ impl<'c> Connection<'c> {
             ("/readyz", Method::Get | Method::Head) => {
                 match self.ctx.state.borrow().refusing() {
                     None => text(&mut self.out, 200, "ready\n", to),
-                    Some(e) => refuse_503(&mut self.out, &e, to),
+                    Some(e) => refuse(&mut self.out, &e, to),
                 }
                 (after, None)
             }
@@ -818,7 +869,7 @@ impl<'c> Connection<'c> {
     ) -> (After, Option<Generation>) {
         let mut state = self.ctx.state.borrow_mut();
         if let Some(e) = state.refusing() {
-            refuse_503(&mut self.out, &e, to);
+            refuse(&mut self.out, &e, to);
             return (after, None);
         }
         self.ids.clear();
@@ -846,8 +897,13 @@ impl<'c> Connection<'c> {
                     edge::write_cookie(&mut line, "_fbc", &value, fbc_domain);
                     fbc_line = Some(line);
                 }
-                metrics::counter!("capig_events_received_total", "channel" => if shape == BodyShape::Browser { "browser" } else { "server" })
-                    .increment(u64::from(n.added + n.rejected));
+                let channel = if shape == BodyShape::Browser { "browser" } else { "server" };
+                metrics::counter!("capig_events_received_total", "channel" => channel).increment(u64::from(n.added + n.rejected));
+                let status = n.status(ok_status);
+                if status != ok_status {
+                    let outcome = if status == 202 { "partly_rejected" } else { "all_rejected" };
+                    metrics::counter!("capig_requests_rejected_total", "channel" => channel, "outcome" => outcome).increment(1);
+                }
                 self.body.clear();
                 if shape == BodyShape::Server {
                     let mut digits = [0u8; 20];
@@ -855,10 +911,16 @@ impl<'c> Connection<'c> {
                     self.body.extend_from_slice(crate::event::ids::format_u64(u64::from(n.added), &mut digits));
                     self.body.extend_from_slice(b",\"rejected\":[");
                     self.body.extend_from_slice(&self.rejected);
-                    self.body.extend_from_slice(b"]}");
+                    self.body.push(b']');
                 } else {
                     write_stored_answer(&mut self.body, &self.ids, &self.rejected);
+                    self.body.pop();
                 }
+                if status >= 400 {
+                    self.body.extend_from_slice(b",\"error\":");
+                    crate::event::json::write_str(&mut self.body, nothing_taken(&n));
+                }
+                self.body.push(b'}');
                 let mut headers: [(&str, &[u8]); 6] = [("Content-Type", b"application/json"); 6];
                 let mut n_headers = 1 + extra.len().min(4);
                 headers[1..n_headers].copy_from_slice(&extra[..n_headers - 1]);
@@ -866,7 +928,7 @@ impl<'c> Connection<'c> {
                     headers[n_headers] = ("Set-Cookie", line);
                     n_headers += 1;
                 }
-                http1::write_response(&mut self.out, &Response { status: ok_status, headers: &headers[..n_headers], body: &self.body, to });
+                http1::write_response(&mut self.out, &Response { status, headers: &headers[..n_headers], body: &self.body, to });
                 (after, (n.added > 0).then_some(g))
             }
         }
@@ -974,7 +1036,8 @@ impl<'c> Connection<'c> {
                         self.buf.truncate(keep);
                         break;
                     }
-                    Item::Closed(_) => {
+                    Item::Closed(why) => {
+                        tracing::debug!(transport = self.label(), "closing a WebSocket: {why:?}");
                         closed = true;
                         break;
                     }
@@ -1139,18 +1202,28 @@ fn text(out: &mut Vec<u8>, status: u16, body: &str, to: ReplyTo) {
     http1::write_response(out, &Response { status, headers: &[("Content-Type", b"text/plain; charset=utf-8")], body: body.as_bytes(), to });
 }
 
-fn refuse_503(out: &mut Vec<u8>, e: &SubmitError, to: ReplyTo) {
+/// The answer to events the spool refused: 503 with `Retry-After` when a resend can
+/// succeed, 413 when it never can.
+fn refuse(out: &mut Vec<u8>, e: &SubmitError, to: ReplyTo) {
     let mut msg = e.to_string();
     msg.push('\n');
-    http1::write_response(
-        out,
-        &Response {
-            status: 503,
-            headers: &[("Content-Type", b"text/plain; charset=utf-8"), ("Retry-After", b"5")],
-            body: msg.as_bytes(),
-            to,
-        },
-    );
+    let (status, headers): (u16, &[(&str, &[u8])]) = if e.retryable() {
+        (503, &[("Content-Type", b"text/plain; charset=utf-8"), ("Retry-After", b"5")])
+    } else {
+        (413, &[("Content-Type", b"text/plain; charset=utf-8")])
+    };
+    http1::write_response(out, &Response { status, headers, body: msg.as_bytes(), to });
+}
+
+/// Why a request got no event in, for the `error` of its 400 (or 413).
+fn nothing_taken(n: &super::core::Ingested) -> &'static str {
+    if n.rejected == 0 {
+        "the body holds no events; send one event object or an array of them"
+    } else if n.too_large == n.rejected {
+        "no event was taken: each is larger than capig can store; send less custom data per event"
+    } else {
+        "no event was taken; each event's reason is under \"rejected\": fix the events before sending them again"
+    }
 }
 
 /// The answer to browser events (HTTP and WebSocket alike):
@@ -1163,7 +1236,18 @@ fn write_stored_answer(out: &mut Vec<u8>, ids: &[u8], rejected: &[u8]) {
     out.extend_from_slice(b"]}");
 }
 
+/// A WebSocket message's events were refused by the spool: `{"refused":label,…}` asks
+/// the client to send them again later; `{"error":…,"reason":label}` says a resend
+/// cannot help (the web client drops the message then).
 fn answer_refused(out: &mut Vec<u8>, e: &SubmitError) {
+    if !e.retryable() {
+        out.extend_from_slice(b"{\"error\":");
+        crate::event::json::write_str(out, &e.to_string());
+        out.extend_from_slice(b",\"reason\":");
+        crate::event::json::write_str(out, e.label());
+        out.push(b'}');
+        return;
+    }
     out.extend_from_slice(b"{\"refused\":");
     crate::event::json::write_str(out, e.label());
     out.extend_from_slice(b",\"message\":");

@@ -6,7 +6,7 @@
 //! rest at its front); writes take the caller's buffer and give it back, as monoio's
 //! owned-buffer I/O wants.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::sync::Arc;
 
 use monoio::buf::IoBufMut;
@@ -91,58 +91,38 @@ impl Transport {
 }
 
 impl Tls {
+    /// Reads from the socket until rustls has plaintext for `buf` (appended), the peer
+    /// closed the stream (`Ok(0)`), or the connection failed. Every ciphertext byte read
+    /// is fed to rustls before the next socket read, so nothing waits in `cipher`.
     async fn read_plain(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
         loop {
-            // Plaintext rustls already has.
-            let len = buf.len();
-            buf.resize(len + READ_CHUNK, 0);
-            match self.conn.reader().read(&mut buf[len..]) {
-                Ok(n) => {
-                    buf.truncate(len + n);
-                    return Ok(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => buf.truncate(len),
-                Err(e) => {
-                    buf.truncate(len);
-                    // A TCP close without close_notify, after all data: the end.
-                    if e.kind() == io::ErrorKind::UnexpectedEof {
-                        return Ok(0);
-                    }
-                    return Err(e);
-                }
-            }
             if self.eof {
                 return Ok(0);
             }
-            // More ciphertext.
-            let cipher = std::mem::take(&mut self.cipher);
-            let (len, cap) = (cipher.len(), cipher.capacity().max(READ_CHUNK));
-            let mut cipher = cipher;
-            cipher.reserve(cap - len);
-            let cap = cipher.capacity();
-            let (r, slice) = self.tcp.read(cipher.slice_mut(len..cap)).await;
+            let mut cipher = std::mem::take(&mut self.cipher);
+            cipher.clear();
+            let (r, slice) = self.tcp.read(cipher.slice_mut(0..READ_CHUNK)).await;
             self.cipher = slice.into_inner();
-            if r? == 0 {
-                self.eof = true;
-            }
-            let mut rd = &self.cipher[..];
-            while !rd.is_empty() {
-                if self.conn.read_tls(&mut rd)? == 0 {
-                    break;
+            let n = r?;
+            let before = buf.len();
+            let fed = feed(&mut self.conn, &self.cipher[..n], buf);
+            match fed {
+                Ok(fed) => {
+                    if self.conn.wants_write() {
+                        self.flush().await?;
+                    }
+                    // A TCP close (with or without close_notify) after the data: the end,
+                    // once the plaintext that came with it has been handed over.
+                    self.eof = n == 0 || fed.closed;
+                    if buf.len() > before {
+                        return Ok(buf.len() - before);
+                    }
                 }
-            }
-            let used = self.cipher.len() - rd.len();
-            self.cipher.drain(..used);
-            if let Err(e) = self.conn.process_new_packets() {
-                // Tell the client why (an alert), then give up on the connection.
-                let _ = self.flush().await;
-                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-            }
-            if self.conn.wants_write() {
-                self.flush().await?;
-            }
-            if self.eof && !self.conn.wants_read() {
-                return Ok(0);
+                Err(e) => {
+                    // Tell the client why (an alert), then give up on the connection.
+                    let _ = self.flush().await;
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                }
             }
         }
     }
@@ -157,6 +137,73 @@ impl Tls {
             r?;
         }
         Ok(())
+    }
+}
+
+/// What one [`feed`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fed {
+    /// Plaintext bytes appended.
+    pub plaintext: usize,
+    /// The peer sent `close_notify`: no more data will come (ciphertext after it is
+    /// ignored, as TLS requires).
+    pub closed: bool,
+}
+
+/// Why [`feed`] gave up on a connection. The connection is over either way; rustls
+/// has queued an alert for the peer where the protocol has one.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    /// The peer broke the TLS protocol (bad record, failed handshake, bad MAC…).
+    #[error("TLS error from the client: {0}")]
+    Protocol(#[from] rustls::Error),
+    /// rustls refused more ciphertext (its buffers are full). [`feed`] drains them after
+    /// every record, so this means a bug here rather than a hostile peer.
+    #[error("TLS buffer refused ciphertext: {0}")]
+    Buffer(io::Error),
+}
+
+/// Feeds `cipher` (any number of bytes: part of a record, one record, many records) to
+/// rustls and appends the plaintext it yields to `plain`. Sans-IO: no socket, no clock.
+///
+/// rustls takes ciphertext into a buffer of a bit more than one record and decrypted
+/// plaintext into another bounded buffer; `read_tls` fails once either is full. So the
+/// loop alternates: take what fits, decrypt (`process_new_packets`), move the plaintext
+/// out, repeat — a read of any size, a record split over reads, or one byte at a time
+/// all come out the same. Everything in `cipher` is consumed unless the peer closed
+/// with `close_notify` or an error ends the connection.
+pub fn feed<D>(conn: &mut rustls::ConnectionCommon<D>, mut cipher: &[u8], plain: &mut Vec<u8>) -> Result<Fed, FeedError> {
+    let start = plain.len();
+    let mut closed = false;
+    loop {
+        let state = conn.process_new_packets()?;
+        closed |= state.peer_has_closed();
+        drain_plaintext(conn, plain);
+        if cipher.is_empty() || closed {
+            break;
+        }
+        match conn.read_tls(&mut cipher) {
+            // Only after close_notify, which `peer_has_closed` reports above.
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => return Err(FeedError::Buffer(e)),
+        }
+    }
+    Ok(Fed { plaintext: plain.len() - start, closed })
+}
+
+/// Moves all plaintext rustls holds into `plain` (no zero-filling: straight from its
+/// buffer).
+fn drain_plaintext<D>(conn: &mut rustls::ConnectionCommon<D>, plain: &mut Vec<u8>) {
+    use std::io::BufRead;
+    let mut reader = conn.reader();
+    while let Ok(chunk) = reader.fill_buf() {
+        if chunk.is_empty() {
+            break;
+        }
+        let n = chunk.len();
+        plain.extend_from_slice(chunk);
+        reader.consume(n);
     }
 }
 
@@ -195,3 +242,6 @@ pub fn server_config(certs: Vec<(String, Arc<CertifiedKey>)>) -> Result<Arc<rust
     c.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(c))
 }
+
+#[cfg(test)]
+mod tests;

@@ -344,7 +344,10 @@ pub fn http(addr: std::net::SocketAddr, method: &str, path: &str, headers: &[(&s
     parse_response(&raw)
 }
 
-pub fn parse_response(raw: &[u8]) -> (u16, Vec<(String, String)>, String) {
+/// An HTTP answer: status, headers (lowercase names), body.
+pub type Answer = (u16, Vec<(String, String)>, String);
+
+pub fn parse_response(raw: &[u8]) -> Answer {
     let text = String::from_utf8_lossy(raw).into_owned();
     let Some((head, body)) = text.split_once("\r\n\r\n") else {
         return (0, Vec::new(), text);
@@ -375,4 +378,50 @@ pub fn browser_event_of(pixel: &str, id: &str) -> String {
         "user_data": {"em": "Jane.Doe@Example.com"},
     })
     .to_string()
+}
+
+/// A TLS client (ALPN http/1.1) that trusts the certificate in `cert_pem` and asks for
+/// `sni`.
+pub fn tls_client(addr: std::net::SocketAddr, cert_pem: &std::path::Path, sni: &'static str) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    let tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    tls_client_over(tcp, cert_pem, sni)
+}
+
+/// The same over any byte stream (one that cuts what it writes, say).
+pub fn tls_client_over<S: std::io::Read + std::io::Write>(stream: S, cert_pem: &std::path::Path, sni: &'static str) -> rustls::StreamOwned<rustls::ClientConnection, S> {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(cert_pem).unwrap();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), sni.try_into().unwrap()).unwrap();
+    rustls::StreamOwned::new(conn, stream)
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length body from `s`: status, headers,
+/// body. `None` when the connection ended (or failed) before a whole response.
+pub fn read_response(s: &mut impl std::io::Read) -> Option<Answer> {
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 16 << 10];
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let (status, headers, _) = parse_response(&raw[..end + 4]);
+            let len: usize = headers.iter().find(|(k, _)| k == "content-length").map_or(0, |(_, v)| v.parse().unwrap());
+            if raw.len() >= end + 4 + len {
+                let body = String::from_utf8_lossy(&raw[end + 4..end + 4 + len]).into_owned();
+                return Some((status, headers, body));
+            }
+        }
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+        }
+    }
 }

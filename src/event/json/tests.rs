@@ -98,3 +98,4 @@ fn string_writer_matches_serde_at_every_position() {
     write_str(&mut out, &all);
     assert_eq!(serde_json::from_slice::<String>(&out).unwrap(), all);
 }
+
