@@ -23,7 +23,8 @@ pub enum Reason {
     EventTooOld,
     /// `event_time` is more than a minute in the future.
     EventInFuture,
-    /// `custom_data` breaks Meta's rules (value, currency, contents, content_ids).
+    /// `custom_data` breaks a rule Meta enforces: a `Purchase` without a usable `value`
+    /// and `currency` (other unusable properties are dropped, see [`Dropped::CustomData`]).
     InvalidCustomData,
     /// `data_processing_options` and friends break Meta's rules.
     InvalidDataProcessingOptions,
@@ -171,10 +172,15 @@ pub enum Dropped {
     InvalidClientIp,
     /// A key capig does not know (in the event or its `user_data`); not forwarded.
     UnknownKey,
+    /// A `custom_data` property (or an element or item key of one) whose type could not
+    /// be converted to CAPI's; see `event::custom_data`.
+    CustomData(crate::event::custom_data::Property),
 }
 
 impl Dropped {
-    pub const COUNT: usize = 11 + 4;
+    /// Counters before the `custom_data` ones: the user fields and the four others.
+    const CUSTOM_DATA_START: usize = crate::event::normalize::UserField::ALL.len() + 4;
+    pub const COUNT: usize = Self::CUSTOM_DATA_START + crate::event::custom_data::Property::ALL.len();
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -184,6 +190,7 @@ impl Dropped {
             Dropped::MalformedFbc => "malformed_fbc",
             Dropped::InvalidClientIp => "invalid_client_ip",
             Dropped::UnknownKey => "unknown_key",
+            Dropped::CustomData(p) => p.drop_label(),
         }
     }
 
@@ -195,6 +202,7 @@ impl Dropped {
             Dropped::MalformedFbc => 12,
             Dropped::InvalidClientIp => 13,
             Dropped::UnknownKey => 14,
+            Dropped::CustomData(p) => Self::CUSTOM_DATA_START + p.index(),
         }
     }
 
@@ -207,6 +215,7 @@ impl Dropped {
             Dropped::InvalidClientIp,
             Dropped::UnknownKey,
         ])
+        .chain(crate::event::custom_data::Property::ALL.into_iter().map(Dropped::CustomData))
     }
 }
 

@@ -23,7 +23,8 @@
 //!    client IP and user agent from the connection (the event's own only when the request
 //!    has none, e.g. a backend); `fbp`/`fbc` from the event or the cookies, malformed ones
 //!    dropped; `fbc` built as `fb.1.{ms}.{fbclid}` from the page URL when none came;
-//! 6. `custom_data` checked and written ([`super::custom_data`]); LDU options checked;
+//! 6. `custom_data` written with the pixel's types converted to CAPI's, unusable
+//!    optional properties dropped and counted ([`super::custom_data`]); LDU options checked;
 //! 7. dedup by `event_name` + `event_id` within the pixel's window.
 
 use std::net::IpAddr;
@@ -230,8 +231,7 @@ impl Transformer {
             return Err(missing("client_user_agent", "is required for website events: send the request's User-Agent"));
         }
         if let Some(cd) = e.custom_data {
-            out.extend_from_slice(b",\"custom_data\":");
-            custom_data::write(out, cd, event_name)?;
+            custom_data::write(out, cd, event_name, &mut self.counters)?;
         } else if event_name == "Purchase" {
             return Err(Rejection::new(Reason::InvalidCustomData, "custom_data", "a Purchase needs value and currency; Meta refuses it otherwise"));
         }

@@ -292,12 +292,14 @@ fn custom_data_rules() {
         (purchase(json!({"value": "NaN", "currency": "EUR"})), Want::Rejected(Reason::InvalidCustomData, "custom_data.value")),
         (purchase(json!({"value": 1, "currency": "EURO"})), Want::Rejected(Reason::InvalidCustomData, "custom_data.currency")),
         (purchase(json!({"value": 1, "currency": "XYZ"})), Want::Rejected(Reason::InvalidCustomData, "custom_data.currency")),
-        (purchase(json!({"value": 1, "currency": "USD", "content_ids": "A"})), Want::Rejected(Reason::InvalidCustomData, "custom_data.content_ids")),
-        (purchase(json!({"value": 1, "currency": "USD", "contents": [{"quantity": 1}]})), Want::Rejected(Reason::InvalidCustomData, "custom_data.contents")),
-        (purchase(json!({"value": 1, "currency": "USD", "contents": [{"id": "A", "quantity": 1.5}]})), Want::Rejected(Reason::InvalidCustomData, "custom_data.contents")),
-        (purchase(json!({"value": 1, "currency": "USD", "contents": ["A"]})), Want::Rejected(Reason::InvalidCustomData, "custom_data.contents")),
-        (purchase(json!({"value": 1, "currency": "USD", "num_items": -1})), Want::Rejected(Reason::InvalidCustomData, "custom_data.num_items")),
-        (with(base(), json!({"custom_data": "x"})), Want::Rejected(Reason::InvalidCustomData, "custom_data")),
+        // The pixel's types are converted; what cannot be is dropped (the full table is in
+        // custom_data's own tests).
+        (purchase(json!({"value": 1, "currency": "USD", "content_ids": "A", "status": true})), Want::Out(json!({"custom_data": {"content_ids": ["A"], "status": "true"}}))),
+        (purchase(json!({"value": 1, "currency": "USD", "contents": [{"quantity": 1}]})), Want::Out(json!({"custom_data": {"value": 1, "contents": null}}))),
+        (purchase(json!({"value": 1, "currency": "USD", "contents": [{"id": "A", "quantity": 1.5}]})), Want::Out(json!({"custom_data": {"contents": [{"id": "A"}]}}))),
+        (purchase(json!({"value": 1, "currency": "USD", "num_items": -1})), Want::Out(json!({"custom_data": {"currency": "USD", "num_items": null}}))),
+        (with(base(), json!({"custom_data": "x"})), Want::Out(json!({"event_name": "PageView", "custom_data": null}))),
+        (with(base(), json!({"event_name": "Purchase", "custom_data": "x"})), Want::Rejected(Reason::InvalidCustomData, "custom_data")),
         (with(base(), json!({"custom_data": {"search_string": "shoes"}})), Want::Out(json!({"custom_data": {"search_string": "shoes"}}))),
     ];
     for (event, want) in cases {
