@@ -177,7 +177,7 @@ pub fn write(out: &mut Vec<u8>, v: Val<'_, '_>, event_name: &str, counters: &mut
     let entries = match v.entries() {
         Some(entries) if v.len() <= MAX_KEYS => entries,
         Some(_) if purchase => {
-            return Err(bad("custom_data", "has too many keys; send at most 256").with_number(v.len() as u64))
+            return Err(bad("custom_data", "has {n} keys; send at most 256").with_number(v.len() as u64))
         }
         None if purchase => {
             return Err(bad("custom_data", "must be an object; a Purchase needs value and currency in it"))

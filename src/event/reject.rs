@@ -145,6 +145,11 @@ impl Rejection {
         self.number = n;
         self
     }
+    /// An event that, as a CAPI event, is larger than `max` bytes: more than one spool
+    /// record or one batch holds.
+    pub const fn event_too_large(max: u64) -> Self {
+        Rejection::new(Reason::EventTooLarge, "", "the event is larger than the {n} bytes capig can store for one event; send less custom data").with_number(max)
+    }
 }
 
 impl std::fmt::Display for Rejection {

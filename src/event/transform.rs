@@ -160,10 +160,10 @@ impl Transformer {
             .map_err(|_| Rejection::new(Reason::UnknownPixel, "pixel_id", "is not configured on this gateway; add it under [[pixels]]"))?;
         if let Some(p) = policy {
             if !p.enabled {
-                return Err(Rejection::new(Reason::PixelDisabled, "pixel_id", "is disabled in the configuration"));
+                return Err(Rejection::new(Reason::PixelDisabled, "pixel_id", "is disabled in the configuration; enable it in capig.toml to send its events"));
             }
             if p.blocks_event(event_name) {
-                return Err(Rejection::new(Reason::EventBlocked, "event_name", "is blocked for this pixel by blocked_events"));
+                return Err(Rejection::new(Reason::EventBlocked, "event_name", "is blocked for this pixel by its blocked_events in capig.toml"));
             }
         }
         if let Some(c) = e.consent {
@@ -190,7 +190,7 @@ impl Transformer {
             let host = url_host(url).ok_or(invalid("event_source_url", "must be an absolute http(s) URL of the page"))?;
             if let Some(p) = policy {
                 if !p.allows_host(host) {
-                    return Err(Rejection::new(Reason::DomainNotAllowed, "event_source_url", "the page's domain is not one of the pixel's domains"));
+                    return Err(Rejection::new(Reason::DomainNotAllowed, "event_source_url", "the page's domain is not one of the pixel's domains; add it to them in capig.toml"));
                 }
             }
         } else if website {

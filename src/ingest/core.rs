@@ -234,12 +234,7 @@ impl CoreState {
         let a = self.transformer.transform(v, ctx, &mut self.scratch)?;
         if self.scratch.len() > self.max_event_bytes {
             self.transformer.forget(&a);
-            return Err(Rejection::new(
-                Reason::EventTooLarge,
-                "",
-                "the event is larger than the {n} bytes capig can store for one event; send less custom data",
-            )
-            .with_number(self.max_event_bytes as u64));
+            return Err(Rejection::event_too_large(self.max_event_bytes as u64));
         }
         if let Some(fp) = a.fingerprint {
             self.open_fingerprints.push((a.pixel_id, fp));

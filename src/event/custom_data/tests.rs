@@ -255,6 +255,6 @@ fn whole_event_rejections() {
     check(
         "Purchase",
         &format!("{{{}}}", many.join(",")),
-        Rejected(Reason::InvalidCustomData, "custom_data: has too many keys; send at most 256 (257)"),
+        Rejected(Reason::InvalidCustomData, "custom_data: has 257 keys; send at most 256"),
     );
 }

@@ -84,6 +84,10 @@ fn check(t: &mut Transformer, input: Value, ctx: &Context<'_>, want: Want) {
     }
 }
 
+fn base_value() -> Value {
+    base()
+}
+
 fn base() -> Value {
     json!({"pixel_id": "111", "event_name": "PageView", "event_id": "e1", "event_source_url": URL})
 }
@@ -425,5 +429,48 @@ fn mutated_events_never_panic() {
         if accepted {
             serde_json::from_slice::<Value>(&out).unwrap_or_else(|e| panic!("accepted output is not JSON ({e}): {}", String::from_utf8_lossy(&out)));
         }
+    }
+}
+
+/// Every rejection reason, from an event that earns it, with the exact message the
+/// sender reads: said once, in words, with its number in place, and no event content.
+#[test]
+fn every_rejection_reason_has_one_clear_message() {
+    let base = base().to_string();
+    let patched = |patch: Value| with(base_value(), patch).to_string();
+    let cases: Vec<(String, Reason, &str)> = vec![
+        (r#""PageView""#.into(), Reason::NotAnObject, r#"each event must be a JSON object like {"event_name":"PageView",…}"#),
+        (base.replacen('{', r#"{"event_id":"e0","#, 1), Reason::DuplicateKey, "event_id: appears twice in the event; send each key once"),
+        (patched(json!({"event_id": 12.5})), Reason::InvalidField, "event_id: must be a non-empty string (the pixel's eventID)"),
+        (patched(json!({"event_name": null})), Reason::MissingField, "event_name: is required, e.g. \"PageView\" or \"Purchase\""),
+        (patched(json!({"event_id": "x".repeat(2000)})), Reason::FieldTooLong, "event_id: is longer than the 512 bytes capig accepts; use a shorter id"),
+        (patched(json!({"event_time": NOW - 8 * 86400})), Reason::EventTooOld, "event_time: is 86400 seconds past the oldest time Meta accepts (7 days ago; 62 days for physical_store); an event that old cannot be sent"),
+        (patched(json!({"event_time": NOW + 3600})), Reason::EventInFuture, "event_time: is 3600 seconds in the future, and Meta accepts at most a minute ahead; check the sender's clock"),
+        (patched(json!({"event_name": "Purchase", "custom_data": {"currency": "EUR"}})), Reason::InvalidCustomData, "custom_data: a Purchase needs value and currency; Meta refuses it otherwise"),
+        (patched(json!({"data_processing_options": ["XYZ"]})), Reason::InvalidDataProcessingOptions, "data_processing_options: must be [] or [\"LDU\"], with country 0 or 1 and state 0 or 1000"),
+        (patched(json!({"pixel_id": "333"})), Reason::UnknownPixel, "pixel_id: is not configured on this gateway; add it under [[pixels]]"),
+        (patched(json!({"pixel_id": "222"})), Reason::PixelDisabled, "pixel_id: is disabled in the configuration; enable it in capig.toml to send its events"),
+        (patched(json!({"event_source_url": "https://elsewhere.example/"})), Reason::DomainNotAllowed, "event_source_url: the page's domain is not one of the pixel's domains; add it to them in capig.toml"),
+        (patched(json!({"event_name": "Lead"})), Reason::EventBlocked, "event_name: is blocked for this pixel by its blocked_events in capig.toml"),
+        (patched(json!({"consent": false})), Reason::ConsentRevoked, "consent: the visitor revoked consent; nothing is sent until it is granted"),
+    ];
+    let mut t = configured();
+    let mut covered = Vec::new();
+    for (input, reason, message) in &cases {
+        let r = run(&mut t, input, &ctx()).expect_err("rejected");
+        assert_eq!((r.reason, r.to_string().as_str()), (*reason, *message), "{input}");
+        covered.push(r.reason);
+    }
+    // A duplicate: the same event twice.
+    run(&mut t, &base, &ctx()).unwrap();
+    let r = run(&mut t, &base, &ctx()).unwrap_err();
+    assert_eq!(r.to_string(), "event_id: this event was already forwarded recently; Meta would drop it anyway");
+    covered.push(r.reason);
+    // Refused by the core, not the transform (the limit comes from the spool).
+    let r = Rejection::event_too_large(1 << 20);
+    assert_eq!(r.to_string(), "the event is larger than the 1048576 bytes capig can store for one event; send less custom data");
+    covered.push(r.reason);
+    for reason in Reason::ALL {
+        assert!(covered.contains(&reason), "{reason:?} has no case here");
     }
 }
