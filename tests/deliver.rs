@@ -507,3 +507,89 @@ fn a_really_full_disk_refuses_new_events_and_keeps_the_stored_ones() {
     assert_eq!(core.refused.len(), refused, "taken again once the disk has room");
     delivery.shutdown(Duration::from_secs(5));
 }
+
+/// An ingestion core's state (`CoreState`) over the real spool, filled while Meta is
+/// down: a resend that finds its event still in flight waits for that generation, and
+/// is refused with it; once refused, the event leaves no trace, and its next resend is
+/// taken, not called a duplicate.
+#[test]
+fn a_resend_is_called_taken_only_once_its_original_is_stored() {
+    use capig::event::policy::{DedupConfig, Policies};
+    use capig::event::Context;
+    use capig::ingest::core::{BodyShape, CoreState, Ingested};
+
+    let pixel = 3_000_000_000_000_011u64;
+    let dir = TempDir::new("core-resend");
+    let sim = sim();
+    sim.set_faults(faults(&["2=1"])).unwrap();
+    let mut cfg = config(&dir, &sim, &[pixel]);
+    cfg.spool.max_bytes = 64 << 10;
+    cfg.spool.segment_bytes = 16 << 10;
+    let (delivery, mut links) = Delivery::start(cfg).unwrap();
+    let mut state = CoreState::new(Policies::allow_all(DedupConfig::default()), batches(1000), links.remove(0));
+    let ctx = Context { now_ms: unix_now() * 1000, client_ip: Some("203.0.113.9"), user_agent: Some("Mozilla/5.0 (core test)"), ..Context::default() };
+    let event = |id: &str| browser_event_of(&pixel.to_string(), id);
+    let (mut ids, mut rejected) = (Vec::new(), Vec::new());
+    let mut ingest = |state: &mut CoreState, body: &str| -> Ingested {
+        ids.clear();
+        rejected.clear();
+        let mut body = body.as_bytes().to_vec();
+        state.ingest(&mut body, BodyShape::Browser, &ctx, Instant::now(), 1000, &|_| false, &mut ids, &mut rejected).unwrap()
+    };
+    let settle = |state: &mut CoreState, g| {
+        state.close_generation();
+        let start = Instant::now();
+        loop {
+            state.poll();
+            if let Some(r) = state.result(g) {
+                return r;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "generation {g} never answered");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    };
+    // Fill the spool with stored generations until one is refused.
+    let mut n = 0;
+    let refused_id = loop {
+        assert!(n < 10_000, "the spool never filled");
+        let id = format!("fill{n}");
+        n += 1;
+        let got = ingest(&mut state, &event(&id));
+        if got.added == 0 {
+            panic!("refused before the spool: {got:?}");
+        }
+        let g = state.open_generation();
+        // A browser resends the same event before the answer (its socket closed): it
+        // is a duplicate, and its answer waits for the original's generation.
+        let resend = ingest(&mut state, &event(&id));
+        assert_eq!((resend.added, resend.duplicates), (0, 1));
+        let w = state.wait_for(&resend).expect("the original is in flight");
+        assert!(w.from <= g && g <= w.to, "{w:?} covers generation {g}");
+        match settle(&mut state, g) {
+            Ok(()) => continue,
+            Err(e) => {
+                assert!(matches!(e, SubmitError::Full { .. }), "{e:?}");
+                // So the resend's answer is the refusal too, not "taken".
+                assert!((w.from..=w.to).any(|g| state.result(g).is_some_and(|r| r.is_err())));
+                break id;
+            }
+        }
+    };
+    // Meta comes back; the spool drains.
+    sim.set_faults(FaultConfig::default()).unwrap();
+    wait_for(Duration::from_secs(20), "room in the spool", || {
+        state.poll();
+        !delivery.status().spool_full && state.refusing().is_none()
+    });
+    let again = ingest(&mut state, &event(&refused_id));
+    assert_eq!((again.added, again.duplicates), (1, 0), "the refused event is taken when sent again");
+    let g = state.open_generation();
+    settle(&mut state, g).unwrap();
+    wait_for(Duration::from_secs(20), "every stored event", || sim_ids(&sim, pixel).len() >= n);
+    let mut got = sim_ids(&sim, pixel);
+    got.sort();
+    let mut want: Vec<String> = (0..n).map(|i| format!("fill{i}")).collect();
+    want.sort();
+    assert_eq!(got, want, "each event once");
+    delivery.shutdown(Duration::from_secs(5));
+}

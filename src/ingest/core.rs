@@ -251,6 +251,39 @@ impl CoreState {
     }
 }
 
+/// The generations an answer waits for, `from..=to`: it may say "stored" only once
+/// all of them are durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wait {
+    pub from: Generation,
+    pub to: Generation,
+}
+
+impl Wait {
+    /// Both waits (a WebSocket burst answers its messages together).
+    pub fn merge(self, other: Wait) -> Wait {
+        Wait { from: self.from.min(other.from), to: self.to.max(other.to) }
+    }
+}
+
+impl CoreState {
+    /// What the answer to a request that ingested `n` waits for. Its own events are in
+    /// the open generation. A `duplicate` counts as taken, and its original is either
+    /// durable or in a generation not finished yet (a refused one forgot it): so a
+    /// request with duplicates waits for every unfinished generation too, and is refused
+    /// if any of them is, rather than call an event taken that was not stored.
+    pub fn wait_for(&self, n: &Ingested) -> Option<Wait> {
+        let open = self.open;
+        let own = (n.added > 0).then_some(Wait { from: open, to: open });
+        if n.duplicates == 0 {
+            return own;
+        }
+        let to = if self.open_events > 0 { open } else { self.in_flight.range(..open).next_back().map(|(&g, _)| g)? };
+        let from = self.in_flight.keys().next().copied().unwrap_or(to).min(to);
+        Some(Wait { from, to })
+    }
+}
+
 /// What a request body holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyShape {

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
 
-use super::core::{BodyShape, CoreState, Generation};
+use super::core::{BodyShape, CoreState, Generation, Wait};
 use super::edge::{self, FbpMinter, IpText};
 use super::limit::{AddressLimits, Bucket};
 use super::transport::Transport;
@@ -322,8 +322,16 @@ async fn flusher(ctx: &CoreCtx) {
     }
 }
 
+/// Waits until every generation of `w` is durable; the first refusal if one was refused.
+async fn durable(ctx: &CoreCtx, w: Wait) -> Result<(), SubmitError> {
+    for g in w.from..=w.to {
+        durable_one(ctx, g).await?;
+    }
+    Ok(())
+}
+
 /// Waits until generation `g` is durable (or was refused).
-async fn durable(ctx: &CoreCtx, g: Generation) -> Result<(), SubmitError> {
+async fn durable_one(ctx: &CoreCtx, g: Generation) -> Result<(), SubmitError> {
     ctx.flush.notify_one();
     loop {
         let notified = ctx.done_slot(g).notified();
@@ -460,7 +468,7 @@ impl<'c> Connection<'c> {
         let mut pos = 0;
         loop {
             let mut after = After::KeepGoing;
-            let mut wait: Option<Generation> = None;
+            let mut wait: Option<Wait> = None;
             let mut need_read = false;
             let mark = self.out.len();
             // The request borrows the read buffer while the handler writes the answer
@@ -644,7 +652,7 @@ impl<'c> Connection<'c> {
     }
 
     /// Routes one request; writes the answer into `out` (or the upgrade response).
-    fn handle(&mut self, req: http1::Request<'_, '_>, now: Instant) -> (After, Option<Generation>) {
+    fn handle(&mut self, req: http1::Request<'_, '_>, now: Instant) -> (After, Option<Wait>) {
         self.settings = self.ctx.settings();
         self.reply_to = req.head.reply_to();
         let head = &req.head;
@@ -788,7 +796,7 @@ impl<'c> Connection<'c> {
         }
     }
 
-    fn browser_post(&mut self, req: http1::Request<'_, '_>, now: Instant, after: After) -> (After, Option<Generation>) {
+    fn browser_post(&mut self, req: http1::Request<'_, '_>, now: Instant, after: After) -> (After, Option<Wait>) {
         let to = req.head.reply_to();
         let edge = self.edge(&req.head);
         if let Some(origin) = edge.origin {
@@ -831,7 +839,7 @@ impl<'c> Connection<'c> {
         self.settings.minter.mint(edge.ip_text.as_str(), edge.user_agent.unwrap_or(""), now_ms(), edge.cookie_domain)
     }
 
-    fn server_post(&mut self, pixel: &str, req: http1::Request<'_, '_>, now: Instant, after: After) -> (After, Option<Generation>) {
+    fn server_post(&mut self, pixel: &str, req: http1::Request<'_, '_>, now: Instant, after: After) -> (After, Option<Wait>) {
         let to = req.head.reply_to();
         let Some(pixel) = parse_pixel_id(pixel) else {
             text(&mut self.out, 404, "no such pixel: the path is /capi/{pixel_id}/events with the pixel id in digits\n", to);
@@ -866,7 +874,7 @@ impl<'c> Connection<'c> {
         to: ReplyTo,
         ok_status: u16,
         after: After,
-    ) -> (After, Option<Generation>) {
+    ) -> (After, Option<Wait>) {
         let mut state = self.ctx.state.borrow_mut();
         if let Some(e) = state.refusing() {
             refuse(&mut self.out, &e, to);
@@ -877,7 +885,7 @@ impl<'c> Connection<'c> {
         let settings = &self.settings;
         let key_ok = |k: &str| key_pixel.is_some_and(|p| settings.key_ok(p, k));
         let result = state.ingest(body, shape, ctx, now, settings.events_per_request, &key_ok, &mut self.ids, &mut self.rejected);
-        let g = state.open_generation();
+        let wait = result.as_ref().ok().and_then(|n| state.wait_for(n));
         drop(state);
         match result {
             Err(e) => {
@@ -929,12 +937,12 @@ impl<'c> Connection<'c> {
                     n_headers += 1;
                 }
                 http1::write_response(&mut self.out, &Response { status, headers: &headers[..n_headers], body: &self.body, to });
-                (after, (n.added > 0).then_some(g))
+                (after, wait)
             }
         }
     }
 
-    fn upgrade(&mut self, head: &http1::RequestHead<'_, '_>, now: Instant) -> (After, Option<Generation>) {
+    fn upgrade(&mut self, head: &http1::RequestHead<'_, '_>, now: Instant) -> (After, Option<Wait>) {
         let headers = head.headers().iter().map(|h| (h.name, h.value));
         let accept = match handshake::check_request(head.method_str(), headers) {
             Ok(a) => a,
@@ -1013,14 +1021,14 @@ impl<'c> Connection<'c> {
                             self.ids.clear();
                             self.rejected.clear();
                             let r = state.ingest(m.payload, BodyShape::Browser, &ctx, now, self.settings.events_per_request, &|_| false, &mut self.ids, &mut self.rejected);
-                            let g = state.open_generation();
+                            let w = r.as_ref().ok().and_then(|n| state.wait_for(n));
                             drop(state);
                             match r {
                                 Ok(n) => {
                                     metrics::counter!("capig_events_received_total", "channel" => "websocket").increment(u64::from(n.added + n.rejected));
                                     write_stored_answer(&mut answers, &self.ids, &self.rejected);
-                                    if n.added > 0 {
-                                        wait = Some(g);
+                                    if let Some(w) = w {
+                                        wait = Some(wait.map_or(w, |a: Wait| a.merge(w)));
                                     }
                                 }
                                 Err(e) => {
