@@ -913,22 +913,11 @@ impl<'c> Connection<'c> {
                     metrics::counter!("capig_requests_rejected_total", "channel" => channel, "outcome" => outcome).increment(1);
                 }
                 self.body.clear();
-                if shape == BodyShape::Server {
-                    let mut digits = [0u8; 20];
-                    self.body.extend_from_slice(b"{\"events_received\":");
-                    self.body.extend_from_slice(crate::event::ids::format_u64(u64::from(n.added), &mut digits));
-                    self.body.extend_from_slice(b",\"rejected\":[");
-                    self.body.extend_from_slice(&self.rejected);
-                    self.body.push(b']');
-                } else {
-                    write_stored_answer(&mut self.body, &self.ids, &self.rejected);
-                    self.body.pop();
-                }
-                if status >= 400 {
-                    self.body.extend_from_slice(b",\"error\":");
-                    crate::event::json::write_str(&mut self.body, nothing_taken(&n));
-                }
-                self.body.push(b'}');
+                let taken = match shape {
+                    BodyShape::Server => Taken::Count(n.added),
+                    BodyShape::Browser => Taken::Ids(&self.ids),
+                };
+                write_answer(&mut self.body, taken, &self.rejected, (status >= 400).then(|| nothing_taken(&n)));
                 let mut headers: [(&str, &[u8]); 6] = [("Content-Type", b"application/json"); 6];
                 let mut n_headers = 1 + extra.len().min(4);
                 headers[1..n_headers].copy_from_slice(&extra[..n_headers - 1]);
@@ -1026,7 +1015,7 @@ impl<'c> Connection<'c> {
                             match r {
                                 Ok(n) => {
                                     metrics::counter!("capig_events_received_total", "channel" => "websocket").increment(u64::from(n.added + n.rejected));
-                                    write_stored_answer(&mut answers, &self.ids, &self.rejected);
+                                    write_answer(&mut answers, Taken::Ids(&self.ids), &self.rejected, None);
                                     if let Some(w) = w {
                                         wait = Some(wait.map_or(w, |a: Wait| a.merge(w)));
                                     }
@@ -1234,14 +1223,38 @@ fn nothing_taken(n: &super::core::Ingested) -> &'static str {
     }
 }
 
-/// The answer to browser events (HTTP and WebSocket alike):
-/// `{"stored":[ids],"rejected":[{event_id, reason, message}…]}`.
-fn write_stored_answer(out: &mut Vec<u8>, ids: &[u8], rejected: &[u8]) {
-    out.extend_from_slice(b"{\"stored\":[");
-    out.extend_from_slice(ids);
-    out.extend_from_slice(b"],\"rejected\":[");
+/// What a request took, as its answer says it.
+enum Taken<'a> {
+    /// Browser events (HTTP and WebSocket): their ids, `"id","id"`.
+    Ids(&'a [u8]),
+    /// The server API: how many.
+    Count(u32),
+}
+
+/// The answer to a body of events: `{"stored":[ids],"rejected":[{event_id, reason,
+/// message}…]}` for browser events, `{"events_received":n,"rejected":[…]}` for the
+/// server API, with `"error"` when nothing was taken.
+fn write_answer(out: &mut Vec<u8>, taken: Taken<'_>, rejected: &[u8], error: Option<&str>) {
+    match taken {
+        Taken::Ids(ids) => {
+            out.extend_from_slice(b"{\"stored\":[");
+            out.extend_from_slice(ids);
+            out.push(b']');
+        }
+        Taken::Count(n) => {
+            let mut digits = [0u8; 20];
+            out.extend_from_slice(b"{\"events_received\":");
+            out.extend_from_slice(crate::event::ids::format_u64(u64::from(n), &mut digits));
+        }
+    }
+    out.extend_from_slice(b",\"rejected\":[");
     out.extend_from_slice(rejected);
-    out.extend_from_slice(b"]}");
+    out.push(b']');
+    if let Some(e) = error {
+        out.extend_from_slice(b",\"error\":");
+        crate::event::json::write_str(out, e);
+    }
+    out.push(b'}');
 }
 
 /// A WebSocket message's events were refused by the spool: `{"refused":label,…}` asks
