@@ -436,6 +436,9 @@ impl Writer {
                 }
             }
             self.commit(Instant::now());
+            // Every turn, so at least every WRITER_TICK: readiness comes back by itself
+            // once there is room, however it came (deliveries, an operator).
+            self.check_room();
             if last_gauges.elapsed() >= WRITER_TICK {
                 if let Some(h) = &handoffs {
                     metrics::gauge!("capig_handoff_queue_batches").set(h.len() as f64);
@@ -530,8 +533,18 @@ impl Writer {
         if let SubmitError::Full { used, cap } = err {
             self.shared.used.store(used, Ordering::Relaxed);
             self.shared.cap.store(cap, Ordering::Relaxed);
+            // Said once per change of state, never per request.
             if !self.shared.full.swap(true, Ordering::Relaxed) {
-                tracing::warn!("{e}; new events are refused (503) until deliveries free room");
+                if self.spool.disk_short() {
+                    let free = self.spool.disk_free().map_or_else(|| "?".into(), |f| f.to_string());
+                    tracing::warn!(
+                        "spool: the disk under {} is full ({free} bytes free, the spool holds {used}); \
+                         new events are refused (503) until deliveries or an operator free space",
+                        self.spool.dir().display()
+                    );
+                } else {
+                    tracing::warn!("{e}; new events are refused (503) until deliveries free room");
+                }
             }
         } else {
             tracing::error!("{e}");
@@ -645,14 +658,26 @@ impl Writer {
         }
         self.forget(id);
         self.publish_pending();
+        let (used, _) = self.spool.usage();
+        self.shared.used.store(used, Ordering::Relaxed);
+    }
+
+    /// Clears the full flag once there is room again: the spool below 90 % of its cap,
+    /// and the disk, if a write found it full, with enough free space again.
+    fn check_room(&mut self) {
+        if !self.shared.full.load(Ordering::Relaxed) {
+            return;
+        }
         let (used, cap) = self.spool.usage();
         self.shared.used.store(used, Ordering::Relaxed);
-        if self.shared.full.load(Ordering::Relaxed)
-            && used * FULL_CLEAR_DEN < cap * FULL_CLEAR_NUM
-        {
-            self.shared.full.store(false, Ordering::Relaxed);
-            tracing::info!("spool: below its cap again ({used} of {cap} bytes); taking events");
+        if used * FULL_CLEAR_DEN >= cap * FULL_CLEAR_NUM || !self.spool.disk_has_room() {
+            return;
         }
+        self.shared.full.store(false, Ordering::Relaxed);
+        let free = self.spool.disk_free().map_or_else(|| "?".into(), |f| f.to_string());
+        tracing::info!(
+            "spool: room again ({used} of {cap} bytes used, {free} bytes free on disk); taking events"
+        );
     }
 
     /// The record left memory: maybe read the pixel's spilled backlog back in.
