@@ -21,6 +21,13 @@
 //!   spilled record, through [`Spool::replay_from`]) when deliveries free half of its
 //!   budget. A pixel whose token is broken can thus fill the spool, but not memory, and
 //!   other pixels keep flowing.
+//! - **A full spool heals by itself**: a refusal for want of room (the cap, or a disk
+//!   found full) raises the flag every core reads before taking events (and `/readyz`
+//!   answers 503). The writer clears it on its own turn — after every batch of work and
+//!   at least every 250 ms, with no request needed — once the spool is below 90 % of
+//!   its cap and, if a write found the disk full, [`Spool::disk_has_room`] sees room
+//!   again, whether deliveries freed it (a delivered current segment is freed at once
+//!   on a full disk) or an operator did. Each change of state is logged once.
 //! - On start the writer moves what the cores' overflow spools hold into the main spool,
 //!   then replays every pending record (the previous run's backlog) into the delivery
 //!   thread, all before it takes new batches, so each pixel's order is kept.

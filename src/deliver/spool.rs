@@ -21,6 +21,42 @@
 //!   never has to fit in memory.
 //! - The record format is sans-IO ([`record`]); this module is the thin file driver.
 //!
+//! # A full disk
+//! A full disk refuses new batches ([`SpoolError::Full`]) and must never cost an
+//! acknowledged one, nor keep the spool full once there is room again:
+//! - **The ack ledger cannot be starved.** Before a record is taken, its ack gets a
+//!   slot in the ledger file: the file is kept at least as long as its written
+//!   entries plus one slot per pending record, grown by `fallocate(2)` 4,096 slots
+//!   (48 KiB) at a time, and acks are written in place into those slots. So when
+//!   segments fill the disk, every ack still has its bytes: Meta's answers reach the
+//!   ledger and a restart re-sends nothing Meta took. Preallocation was chosen over a
+//!   "reserve file released when the disk is full" because a released reserve can be
+//!   taken by anything else on the disk (other cores' overflow spools, the dead
+//!   letters, other programs) before the ledger uses it, and over a fixed-size ledger
+//!   because the slots needed grow with the records pending: reserving them when a
+//!   record comes in ties the reserve to what can be acked. It costs 12 bytes per
+//!   pending record and one `fallocate` per 4,096 appends. Limit: on copy-on-write
+//!   filesystems (btrfs, ZFS) an overwrite needs new blocks, so the reserve is only
+//!   as good as the filesystem's own headroom; where `fallocate` is not supported
+//!   the reserve is written as zeros. Compaction writes a new ledger (with its
+//!   reserve) beside the old one; on a full disk it is skipped and the old one
+//!   stays, and a ledger write that still fails (a previous version's ledger kept
+//!   on a full disk at open) keeps its acks buffered for the next sync instead of
+//!   failing the commit: lost, they would only mean batches delivered twice.
+//! - **Delivered segments are freed when the disk is full,** not only relative to
+//!   `max_bytes`: once a write found the disk full, the current segment is freed as
+//!   soon as every record in it is acked, and a write that hits `ENOSPC` frees it
+//!   then and tries again if every record written to it is acked (records still in
+//!   the write buffer may be pending: they move on into the freed file). Freeing the
+//!   current segment needs no space: its file is cut to nothing (`ftruncate` +
+//!   `fdatasync`) and renamed after the next id (if that rename fails the file keeps
+//!   its name, which only has to be at or below its first record's id). A record
+//!   refused by a full disk is taken out again, never left half written.
+//! - **Room is noticed without a new append:** [`Spool::disk_short`] holds from the
+//!   write that found the disk full until [`Spool::disk_has_room`] sees an eighth of
+//!   the filesystem (at most 64 MiB) free again, whoever freed it; the spool writer
+//!   asks it on its timer (see `pipeline`).
+//!
 //! # Durability policies ([`FsyncPolicy`])
 //! A process crash (`kill -9`, panic) loses nothing that reached the page cache,
 //! whatever the policy: a record is in the page cache once its buffer was flushed,
@@ -49,10 +85,19 @@
 //!   given twice, except that of a record lost in a crash before it was synced
 //!   (the next run may reuse it). A new segment starts on open and when the
 //!   current one would overflow.
-//! - `acks.ledger`: 12-byte entries, the acknowledged record id (u64 LE) and the
-//!   CRC32 of those 8 bytes (u32 LE); append-only, rewritten (through
-//!   `acks.ledger.tmp` and a rename) on open and when it grows well beyond the
-//!   acks that still matter (those for records in segments that still exist).
+//! - `acks.ledger`: 12-byte slots. A used slot is an entry: the acknowledged record
+//!   id (u64 LE) and the CRC32 of those 8 bytes (u32 LE). A free slot is all zeros
+//!   (never a valid entry: the CRC32 of eight zero bytes is not zero). Entries are
+//!   written in place, each into the first free slot after the last used one; the
+//!   free slots after it are the preallocated reserve (see "A full disk"). Readers
+//!   take every slot whose CRC checks and skip the rest (free, torn or corrupt), so
+//!   the file is read the same whatever its reserve. Rewritten (through
+//!   `acks.ledger.tmp` and a rename, with a fresh reserve) on open and when it grows
+//!   well beyond the acks that still matter (those for records in segments that
+//!   still exist). Format change (issue 11): before, the file held entries only and
+//!   was appended to; a ledger of that format reads the same (it just has no
+//!   reserve until its first rewrite), and an older capig reads the new one (it
+//!   skips the zero slots) and rewrites it on open.
 
 pub mod record;
 
@@ -98,7 +143,8 @@ const DISK_CHECK_EVERY: Duration = Duration::from_millis(100);
 pub struct SpoolConfig {
     pub fsync: FsyncPolicy,
     pub fsync_interval_ms: u64,
-    /// Segment files and acked records still in them count against this cap.
+    /// Segment files and acked records still in them count against this cap (the ack
+    /// ledger and its reserve, 12 bytes per pending record, do not).
     pub max_bytes: u64,
     pub segment_bytes: u64,
 }
