@@ -867,6 +867,9 @@ fn a_full_disk_heals_by_itself_once_an_operator_frees_space() {
     let ballast = disk.mnt.join("ballast");
     std::fs::write(&ballast, vec![1u8; (4 << 20) - (256 << 10)]).unwrap();
     let sim = sim();
+    // Meta is down while the disk fills (up, it would take each batch at once and the
+    // spool would free its segment on every ENOSPC).
+    sim.set_faults(faults(&["2=1"])).unwrap();
     let config = gateway_config(&dir, &sim.url(), false, "");
     let spool = format!("spool.dir={}", disk.mnt.join("spool").display());
     let gw = Gateway::start(&config, &["--set", &spool]);
@@ -883,7 +886,9 @@ fn a_full_disk_heals_by_itself_once_an_operator_frees_space() {
         }
     }
     assert!(refused, "the disk never filled");
-    // Meta takes everything, but the disk stays short of room: still refusing.
+    // Meta takes everything, but the ballast keeps the disk short of room: still
+    // refusing.
+    sim.set_faults(capig::sim::FaultConfig::default()).unwrap();
     wait_for(Duration::from_secs(20), "the stored events at the simulator", || sim_counts(&sim).len() >= acked.len());
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(readyz(&gw), 503, "the disk is still full");

@@ -1061,7 +1061,13 @@ impl Spool {
         let old = self.segments.last().expect("current segment");
         self.file.sync_data().map_err(io_at(&old.path))?;
         let path = self.dir.join(segment_name(self.next_id));
-        let file = File::create(&path).map_err(|e| self.write_error(&path, e))?;
+        let file = match File::create(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                self.disk_short |= is_disk_full(&e);
+                return Err(self.write_error(&path, e));
+            }
+        };
         sync_dir(&self.dir)?;
         self.file = file;
         self.written = 0;
