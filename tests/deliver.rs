@@ -452,35 +452,14 @@ fn a_restart_delivers_what_the_last_run_left_in_the_spool_even_beyond_memory() {
     delivery.shutdown(Duration::from_secs(5));
 }
 
-/// Mounts a tmpfs of `bytes` at `dir`; `false` where this process may not mount.
-fn mount_tmpfs(dir: &std::path::Path, bytes: u64) -> bool {
-    std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "capig-test", dir.to_str().unwrap()])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-struct Unmount(std::path::PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_really_full_disk_refuses_new_events_and_keeps_the_stored_ones() {
     let pixel = 3_000_000_000_000_009;
     let dir = TempDir::new("tmpfs");
-    let mnt = dir.0.join("disk");
-    std::fs::create_dir_all(&mnt).unwrap();
-    if !mount_tmpfs(&mnt, 1 << 20) {
-        // Not root, or no mount namespace rights (some containers): the size-cap test
-        // above covers the same path through SpoolError::Full.
-        eprintln!("skipped: cannot mount a tmpfs here");
+    let Some(disk) = Tmpfs::mount(&dir, 1 << 20) else {
         return;
-    }
-    let _unmount = Unmount(mnt.clone());
+    };
+    let mnt = disk.mnt.clone();
     let sim = sim();
     sim.set_faults(faults(&["2=1"])).unwrap();
     let mut cfg = config(&dir, &sim, &[pixel]);

@@ -726,3 +726,159 @@ fn expect_100_continue_and_the_redirect_listener() {
     assert_eq!(header(&headers, "location"), Some("https://capig.shop.example/capig/client.js?v=2"));
     assert!(gw.stop().success());
 }
+
+/// Posts `n` server API events with ids `{prefix}-{i}-{j}`; the status.
+fn post_capi_batch(gw: &Gateway, prefix: &str, i: usize, n: usize) -> (u16, Vec<String>) {
+    let ids: Vec<String> = (0..n).map(|j| format!("{prefix}-{i}-{j}")).collect();
+    let data: Vec<Value> = ids
+        .iter()
+        .map(|id| {
+            serde_json::json!({
+                "event_name": "Purchase", "event_id": id, "event_time": unix_now(), "action_source": "website",
+                "event_source_url": "https://www.shop.example/checkout/with/a/longer/path",
+                "user_data": {"em": [HASH], "client_user_agent": "Mozilla/5.0 (full disk test)", "client_ip_address": "2001:db8::7"},
+                "custom_data": {"value": 12.5, "currency": "EUR", "order_id": id},
+            })
+        })
+        .collect();
+    let body = serde_json::json!({"data": data, "accessKey": GW_KEY}).to_string();
+    let (status, _, _) = http(gw.http, "POST", &format!("/capi/{GW_PIXEL}/events"), &[("Content-Type", "application/json")], body.as_bytes());
+    (status, ids)
+}
+
+fn readyz(gw: &Gateway) -> u16 {
+    http(gw.http, "GET", "/readyz", &[], b"").0
+}
+
+/// How many times each event id reached the simulator.
+fn sim_counts(sim: &capig::sim::SimHandle) -> std::collections::HashMap<String, usize> {
+    let mut counts = std::collections::HashMap::new();
+    for e in sim_events(sim) {
+        *counts.entry(e["event_id"].as_str().unwrap().to_owned()).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Waits for `/readyz` to answer 200 without any other request; the seconds it took.
+fn seconds_until_ready(gw: &Gateway, timeout: Duration) -> f64 {
+    let start = Instant::now();
+    while readyz(gw) != 200 {
+        assert!(start.elapsed() < timeout, "not ready {timeout:?} after space came back; log:\n{}", gw.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    start.elapsed().as_secs_f64()
+}
+
+#[test]
+fn a_full_disk_heals_by_itself_once_meta_takes_the_events_and_a_restart_resends_nothing() {
+    let dir = TempDir::new("serve-fulldisk");
+    let Some(disk) = Tmpfs::mount(&dir, 4 << 20) else {
+        return;
+    };
+    let sim = sim();
+    // Meta is down (a transient error on every request): everything stays in the spool.
+    sim.set_faults(faults(&["2=1"])).unwrap();
+    let config = gateway_config(&dir, &sim.url(), false, "");
+    let spool = format!("spool.dir={}", disk.mnt.join("spool").display());
+    // The default spool cap (10 GiB) and segment size (64 MiB): only the disk is small.
+    let gw = Gateway::start(&config, &["--set", &spool]);
+    assert_eq!(readyz(&gw), 200);
+
+    let mut acked = Vec::new();
+    let mut refused = 0;
+    for i in 0..2000 {
+        match post_capi_batch(&gw, "full", i, 50) {
+            (202, ids) => acked.extend(ids),
+            (503, _) => {
+                refused += 1;
+                if refused == 5 {
+                    break;
+                }
+            }
+            (other, _) => panic!("answered {other}; log:\n{}", gw.log()),
+        }
+    }
+    assert_eq!(refused, 5, "the disk never filled");
+    assert!(acked.len() > 2000, "only {} events stored before the disk filled", acked.len());
+    assert_eq!(readyz(&gw), 503, "not ready while the disk is full");
+    assert!(sim_events(&sim).is_empty());
+
+    // Meta is back: every acknowledged event is delivered, the spool frees its disk,
+    // and readiness comes back by itself (only /readyz is asked).
+    sim.set_faults(capig::sim::FaultConfig::default()).unwrap();
+    let back = Instant::now();
+    let ready = seconds_until_ready(&gw, Duration::from_secs(10));
+    eprintln!("ready again {ready:.2} s after Meta came back ({:.2} s in all)", back.elapsed().as_secs_f64());
+    let (status, fresh) = post_capi_batch(&gw, "after", 0, 50);
+    assert_eq!(status, 202, "new events are taken again; log:\n{}", gw.log());
+    acked.extend(fresh);
+    wait_for(Duration::from_secs(20), "every acknowledged event at the simulator", || {
+        let got = sim_counts(&sim);
+        acked.iter().all(|id| got.contains_key(id))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let counts = sim_counts(&sim);
+    let twice: Vec<&String> = acked.iter().filter(|id| counts[*id] != 1).collect();
+    assert!(twice.is_empty(), "{} acknowledged events delivered more than once, e.g. {:?}", twice.len(), twice.first());
+    let delivered = sim_events(&sim).len();
+
+    // One line when the disk filled, one when it had room again: no flapping.
+    let log = gw.log();
+    assert_eq!(log.matches("is full (").count(), 1, "{log}");
+    assert_eq!(log.matches("room again").count(), 1, "{log}");
+    assert!(!log.contains("final sync failed"), "{log}");
+    assert!(gw.stop().success());
+
+    // A restart on the same spool sends Meta nothing more.
+    let gw = Gateway::start(&config, &["--set", &spool]);
+    assert_eq!(readyz(&gw), 200);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(sim_events(&sim).len(), delivered, "the restart re-sent events Meta had");
+    assert!(!gw.log().contains("from before the restart"), "{}", gw.log());
+    assert!(gw.stop().success());
+}
+
+#[test]
+fn a_full_disk_heals_by_itself_once_an_operator_frees_space() {
+    let dir = TempDir::new("serve-fulldisk-op");
+    let Some(disk) = Tmpfs::mount(&dir, 4 << 20) else {
+        return;
+    };
+    // Something else fills the disk: a ballast file leaves 256 KiB.
+    let ballast = disk.mnt.join("ballast");
+    std::fs::write(&ballast, vec![1u8; (4 << 20) - (256 << 10)]).unwrap();
+    let sim = sim();
+    // Meta is down while the disk fills (up, it would take each batch at once and the
+    // spool would free its segment on every ENOSPC).
+    sim.set_faults(faults(&["2=1"])).unwrap();
+    let config = gateway_config(&dir, &sim.url(), false, "");
+    let spool = format!("spool.dir={}", disk.mnt.join("spool").display());
+    let gw = Gateway::start(&config, &["--set", &spool]);
+    let mut acked = Vec::new();
+    let mut refused = false;
+    for i in 0..500 {
+        match post_capi_batch(&gw, "op", i, 50) {
+            (202, ids) => acked.extend(ids),
+            (503, _) => {
+                refused = true;
+                break;
+            }
+            (other, _) => panic!("answered {other}; log:\n{}", gw.log()),
+        }
+    }
+    assert!(refused, "the disk never filled");
+    // Meta takes everything, but the ballast keeps the disk short of room: still
+    // refusing.
+    sim.set_faults(capig::sim::FaultConfig::default()).unwrap();
+    wait_for(Duration::from_secs(20), "the stored events at the simulator", || sim_counts(&sim).len() >= acked.len());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(readyz(&gw), 503, "the disk is still full");
+
+    std::fs::remove_file(&ballast).unwrap();
+    let ready = seconds_until_ready(&gw, Duration::from_secs(5));
+    eprintln!("ready again {ready:.2} s after the operator freed space");
+    assert_eq!(post_capi_batch(&gw, "op-after", 0, 50).0, 202);
+    let log = gw.log();
+    assert_eq!(log.matches("room again").count(), 1, "{log}");
+    assert!(gw.stop().success());
+}

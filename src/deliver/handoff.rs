@@ -20,7 +20,8 @@
 //!   `capig_handoff_overflow_batches_total`.
 //! - A full spool is shared knowledge: the writer raises a flag that every core reads
 //!   with one relaxed atomic load before it accepts events ([`CoreLink::spool_full`]), so
-//!   new events are refused (503) while the old ones stay queued.
+//!   new events are refused (503) while the old ones stay queued. The writer also
+//!   lowers it, by itself, once there is room again (see `pipeline`).
 //! - Only acknowledged events matter: a core tells its clients "stored" for the events of
 //!   a batch only after that batch's [`Done`] came back `Ok`.
 

@@ -21,6 +21,13 @@
 //!   spilled record, through [`Spool::replay_from`]) when deliveries free half of its
 //!   budget. A pixel whose token is broken can thus fill the spool, but not memory, and
 //!   other pixels keep flowing.
+//! - **A full spool heals by itself**: a refusal for want of room (the cap, or a disk
+//!   found full) raises the flag every core reads before taking events (and `/readyz`
+//!   answers 503). The writer clears it on its own turn — after every batch of work and
+//!   at least every 250 ms, with no request needed — once the spool is below 90 % of
+//!   its cap and, if a write found the disk full, [`Spool::disk_has_room`] sees room
+//!   again, whether deliveries freed it (a delivered current segment is freed at once
+//!   on a full disk) or an operator did. Each change of state is logged once.
 //! - On start the writer moves what the cores' overflow spools hold into the main spool,
 //!   then replays every pending record (the previous run's backlog) into the delivery
 //!   thread, all before it takes new batches, so each pixel's order is kept.
@@ -436,6 +443,9 @@ impl Writer {
                 }
             }
             self.commit(Instant::now());
+            // Every turn, so at least every WRITER_TICK: readiness comes back by itself
+            // once there is room, however it came (deliveries, an operator).
+            self.check_room();
             if last_gauges.elapsed() >= WRITER_TICK {
                 if let Some(h) = &handoffs {
                     metrics::gauge!("capig_handoff_queue_batches").set(h.len() as f64);
@@ -530,8 +540,18 @@ impl Writer {
         if let SubmitError::Full { used, cap } = err {
             self.shared.used.store(used, Ordering::Relaxed);
             self.shared.cap.store(cap, Ordering::Relaxed);
+            // Said once per change of state, never per request.
             if !self.shared.full.swap(true, Ordering::Relaxed) {
-                tracing::warn!("{e}; new events are refused (503) until deliveries free room");
+                if self.spool.disk_short() {
+                    let free = self.spool.disk_free().map_or_else(|| "?".into(), |f| f.to_string());
+                    tracing::warn!(
+                        "spool: the disk under {} is full ({free} bytes free, the spool holds {used}); \
+                         new events are refused (503) until deliveries or an operator free space",
+                        self.spool.dir().display()
+                    );
+                } else {
+                    tracing::warn!("{e}; new events are refused (503) until deliveries free room");
+                }
             }
         } else {
             tracing::error!("{e}");
@@ -645,14 +665,26 @@ impl Writer {
         }
         self.forget(id);
         self.publish_pending();
+        let (used, _) = self.spool.usage();
+        self.shared.used.store(used, Ordering::Relaxed);
+    }
+
+    /// Clears the full flag once there is room again: the spool below 90 % of its cap,
+    /// and the disk, if a write found it full, with enough free space again.
+    fn check_room(&mut self) {
+        if !self.shared.full.load(Ordering::Relaxed) {
+            return;
+        }
         let (used, cap) = self.spool.usage();
         self.shared.used.store(used, Ordering::Relaxed);
-        if self.shared.full.load(Ordering::Relaxed)
-            && used * FULL_CLEAR_DEN < cap * FULL_CLEAR_NUM
-        {
-            self.shared.full.store(false, Ordering::Relaxed);
-            tracing::info!("spool: below its cap again ({used} of {cap} bytes); taking events");
+        if used * FULL_CLEAR_DEN >= cap * FULL_CLEAR_NUM || !self.spool.disk_has_room() {
+            return;
         }
+        self.shared.full.store(false, Ordering::Relaxed);
+        let free = self.spool.disk_free().map_or_else(|| "?".into(), |f| f.to_string());
+        tracing::info!(
+            "spool: room again ({used} of {cap} bytes used, {free} bytes free on disk); taking events"
+        );
     }
 
     /// The record left memory: maybe read the pixel's spilled backlog back in.

@@ -21,6 +21,42 @@
 //!   never has to fit in memory.
 //! - The record format is sans-IO ([`record`]); this module is the thin file driver.
 //!
+//! # A full disk
+//! A full disk refuses new batches ([`SpoolError::Full`]) and must never cost an
+//! acknowledged one, nor keep the spool full once there is room again:
+//! - **The ack ledger cannot be starved.** Before a record is taken, its ack gets a
+//!   slot in the ledger file: the file is kept at least as long as its written
+//!   entries plus one slot per pending record, grown by `fallocate(2)` 4,096 slots
+//!   (48 KiB) at a time, and acks are written in place into those slots. So when
+//!   segments fill the disk, every ack still has its bytes: Meta's answers reach the
+//!   ledger and a restart re-sends nothing Meta took. Preallocation was chosen over a
+//!   "reserve file released when the disk is full" because a released reserve can be
+//!   taken by anything else on the disk (other cores' overflow spools, the dead
+//!   letters, other programs) before the ledger uses it, and over a fixed-size ledger
+//!   because the slots needed grow with the records pending: reserving them when a
+//!   record comes in ties the reserve to what can be acked. It costs 12 bytes per
+//!   pending record and one `fallocate` per 4,096 appends. Limit: on copy-on-write
+//!   filesystems (btrfs, ZFS) an overwrite needs new blocks, so the reserve is only
+//!   as good as the filesystem's own headroom; where `fallocate` is not supported
+//!   the reserve is written as zeros. Compaction writes a new ledger (with its
+//!   reserve) beside the old one; on a full disk it is skipped and the old one
+//!   stays, and a ledger write that still fails (a previous version's ledger kept
+//!   on a full disk at open) keeps its acks buffered for the next sync instead of
+//!   failing the commit: lost, they would only mean batches delivered twice.
+//! - **Delivered segments are freed when the disk is full,** not only relative to
+//!   `max_bytes`: once a write found the disk full, the current segment is freed as
+//!   soon as every record in it is acked, and a write that hits `ENOSPC` frees it
+//!   then and tries again if every record written to it is acked (records still in
+//!   the write buffer may be pending: they move on into the freed file). Freeing the
+//!   current segment needs no space: its file is cut to nothing (`ftruncate` +
+//!   `fdatasync`) and renamed after the next id (if that rename fails the file keeps
+//!   its name, which only has to be at or below its first record's id). A record
+//!   refused by a full disk is taken out again, never left half written.
+//! - **Room is noticed without a new append:** [`Spool::disk_short`] holds from the
+//!   write that found the disk full until [`Spool::disk_has_room`] sees an eighth of
+//!   the filesystem (at most 64 MiB) free again, whoever freed it; the spool writer
+//!   asks it on its timer (see `pipeline`).
+//!
 //! # Durability policies ([`FsyncPolicy`])
 //! A process crash (`kill -9`, panic) loses nothing that reached the page cache,
 //! whatever the policy: a record is in the page cache once its buffer was flushed,
@@ -49,10 +85,19 @@
 //!   given twice, except that of a record lost in a crash before it was synced
 //!   (the next run may reuse it). A new segment starts on open and when the
 //!   current one would overflow.
-//! - `acks.ledger`: 12-byte entries, the acknowledged record id (u64 LE) and the
-//!   CRC32 of those 8 bytes (u32 LE); append-only, rewritten (through
-//!   `acks.ledger.tmp` and a rename) on open and when it grows well beyond the
-//!   acks that still matter (those for records in segments that still exist).
+//! - `acks.ledger`: 12-byte slots. A used slot is an entry: the acknowledged record
+//!   id (u64 LE) and the CRC32 of those 8 bytes (u32 LE). A free slot is all zeros
+//!   (never a valid entry: the CRC32 of eight zero bytes is not zero). Entries are
+//!   written in place, each into the first free slot after the last used one; the
+//!   free slots after it are the preallocated reserve (see "A full disk"). Readers
+//!   take every slot whose CRC checks and skip the rest (free, torn or corrupt), so
+//!   the file is read the same whatever its reserve. Rewritten (through
+//!   `acks.ledger.tmp` and a rename, with a fresh reserve) on open and when it grows
+//!   well beyond the acks that still matter (those for records in segments that
+//!   still exist). Format change (issue 11): before, the file held entries only and
+//!   was appended to; a ledger of that format reads the same (it just has no
+//!   reserve until its first rewrite), and an older capig reads the new one (it
+//!   skips the zero slots) and rewrites it on open.
 
 pub mod record;
 
@@ -61,7 +106,8 @@ mod tests;
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read, Seek, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -84,12 +130,21 @@ const LEDGER_ENTRY: usize = 12;
 const LEDGER_SYNC_EVERY: Duration = Duration::from_secs(1);
 /// Ledger entries beyond this many plus four times the live ones trigger a rewrite.
 const LEDGER_SLACK: u64 = 4096;
+/// The ledger's reserve grows by this many slots (48 KiB) when it runs short.
+const LEDGER_GROW: u64 = 4096;
+/// After a write found the disk full, the filesystem must have this share of its size
+/// free (at most [`DISK_HEADROOM_MAX`]) before the spool counts as having room again.
+const DISK_HEADROOM_DIV: u64 = 8;
+const DISK_HEADROOM_MAX: u64 = 64 << 20;
+/// The free space of a full disk is looked at no more often than this.
+const DISK_CHECK_EVERY: Duration = Duration::from_millis(100);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SpoolConfig {
     pub fsync: FsyncPolicy,
     pub fsync_interval_ms: u64,
-    /// Segment files and acked records still in them count against this cap.
+    /// Segment files and acked records still in them count against this cap (the ack
+    /// ledger and its reserve, 12 bytes per pending record, do not).
     pub max_bytes: u64,
     pub segment_bytes: u64,
 }
@@ -200,17 +255,28 @@ pub struct Spool {
     buf: Vec<u8>,
     /// Bytes of the current segment already written to the file (not in `buf`).
     written: u64,
+    /// The id after the last record written to the current segment's file: records
+    /// from this one on are still in `buf`.
+    flushed_next: RecordId,
     next_id: RecordId,
     durable_id: RecordId,
     unsynced: bool,
     last_sync: Option<Instant>,
     ledger: File,
+    /// Acks not yet written to the ledger (whole entries).
     ledger_buf: Vec<u8>,
-    ledger_entries: u64,
-    /// The ledger's length after its last whole write.
-    ledger_len: u64,
+    /// Slots written in the ledger file; the next entry goes into slot `ledger_used`.
+    ledger_used: u64,
+    /// Slots in the ledger file (its length / 12): `ledger_used` written, the rest the
+    /// reserve. Kept at least `ledger_used` + buffered acks + pending records.
+    ledger_slots: u64,
     /// When the ledger was last `fdatasync`ed.
     ledger_synced: Option<Instant>,
+    /// A ledger write failed for want of space; the acks stay buffered (said once).
+    ledger_behind: bool,
+    /// A write found the disk full; cleared by [`Spool::disk_has_room`].
+    disk_short: bool,
+    disk_checked: Option<Instant>,
     acked_live: u64,
     used: u64,
     records: u64,
@@ -236,6 +302,51 @@ fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
     super::sync_dir(dir).map_err(io_at(dir))
 }
 
+fn is_disk_full(e: &io::Error) -> bool {
+    e.kind() == ErrorKind::StorageFull
+}
+
+/// Allocates `len` bytes of `file` from `offset` on (extending it), so that writing
+/// there later needs no new space: `fallocate(2)`, or zeros written where the
+/// filesystem does not support it.
+fn preallocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use nix::errno::Errno;
+        use nix::fcntl::{fallocate, FallocateFlags};
+        use std::os::fd::AsRawFd;
+        let (Ok(off), Ok(n)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return Err(io::Error::from(ErrorKind::InvalidInput));
+        };
+        match fallocate(file.as_raw_fd(), FallocateFlags::empty(), off, n) {
+            Ok(()) => return Ok(()),
+            Err(Errno::EOPNOTSUPP | Errno::ENOSYS) => {}
+            Err(e) => return Err(io::Error::from(e)),
+        }
+    }
+    let zeros = [0u8; 64 << 10];
+    let mut at = offset;
+    while at < offset + len {
+        let n = (offset + len - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// Free bytes for unprivileged writers on the filesystem holding `dir`, and its size.
+fn disk_space(dir: &Path) -> io::Result<(u64, u64)> {
+    let st = nix::sys::statvfs::statvfs(dir).map_err(io::Error::from)?;
+    let frsize = st.fragment_size() as u64;
+    Ok((
+        st.blocks_available() as u64 * frsize,
+        st.blocks() as u64 * frsize,
+    ))
+}
+
 fn ledger_entry(id: RecordId) -> [u8; LEDGER_ENTRY] {
     let id = id.to_le_bytes();
     let mut e = [0; LEDGER_ENTRY];
@@ -244,9 +355,11 @@ fn ledger_entry(id: RecordId) -> [u8; LEDGER_ENTRY] {
     e
 }
 
-/// The acked ids in a ledger; torn or corrupt entries are ignored (at worst a
-/// batch is delivered twice).
-fn read_ledger(path: &Path) -> Result<HashSet<RecordId>, SpoolError> {
+/// The acked ids in a ledger, and the slot after its last one that is not free (all
+/// zeros); torn or corrupt entries are ignored (at worst a batch is delivered twice),
+/// and so are free slots (an all-zero slot never checks: the CRC32 of eight zero
+/// bytes is not zero).
+fn read_ledger(path: &Path) -> Result<(HashSet<RecordId>, u64), SpoolError> {
     let mut data = Vec::new();
     match File::open(path) {
         Ok(mut f) => {
@@ -256,14 +369,18 @@ fn read_ledger(path: &Path) -> Result<HashSet<RecordId>, SpoolError> {
         Err(e) => return Err(io_at(path)(e)),
     }
     let mut acked = HashSet::new();
-    for e in data.chunks_exact(LEDGER_ENTRY) {
+    let mut end = 0;
+    for (i, e) in data.chunks_exact(LEDGER_ENTRY).enumerate() {
+        if e.iter().any(|&b| b != 0) {
+            end = i as u64 + 1;
+        }
         let mut id = [0; 8];
         id.copy_from_slice(&e[..8]);
         if e[8..] == crc32fast::hash(&id).to_le_bytes() {
             acked.insert(u64::from_le_bytes(id));
         }
     }
-    Ok(acked)
+    Ok((acked, end))
 }
 
 impl Spool {
@@ -285,7 +402,7 @@ impl Spool {
         }
         firsts.sort_unstable();
         let ledger_path = dir.join(LEDGER);
-        let acked = read_ledger(&ledger_path)?;
+        let (acked, old_ledger_end) = read_ledger(&ledger_path)?;
 
         let mut segments = Vec::new();
         let (mut records, mut events) = (0, 0);
@@ -402,7 +519,31 @@ impl Spool {
             pending: 0,
         });
         sync_dir(dir)?;
-        let (ledger, ledger_entries) = write_ledger(dir, &kept)?;
+        // The rewritten ledger reserves a slot for the ack of every pending record. On a
+        // full disk it cannot be written next to the old one: keep the old one and write
+        // in place after its last entry (its free slots, if any, are still reserved).
+        let (ledger, ledger_used, ledger_slots, ledger_behind) =
+            match write_ledger(dir, &kept, records) {
+                Ok((file, entries, slots)) => (file, entries, slots, false),
+                Err(SpoolError::Io { source, .. }) if is_disk_full(&source) => {
+                    let _ = fs::remove_file(dir.join(LEDGER_TMP));
+                    let file = OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .create(true)
+                        .truncate(false)
+                        .open(&ledger_path)
+                        .map_err(io_at(&ledger_path))?;
+                    let len = file.metadata().map_err(io_at(&ledger_path))?.len();
+                    warnings.push(format!(
+                        "spool: the disk is full: kept the ack ledger {} as it was",
+                        ledger_path.display()
+                    ));
+                    let slots = len / LEDGER_ENTRY as u64;
+                    (file, old_ledger_end, slots.max(old_ledger_end), true)
+                }
+                Err(e) => return Err(e),
+            };
 
         let spool = Spool {
             dir: dir.to_path_buf(),
@@ -417,15 +558,19 @@ impl Spool {
             file,
             buf: Vec::new(),
             written: 0,
+            flushed_next: next_id,
             next_id,
             durable_id: max_id,
             unsynced: false,
             last_sync: None,
             ledger,
             ledger_buf: Vec::new(),
-            ledger_entries,
-            ledger_len: ledger_entries * LEDGER_ENTRY as u64,
+            ledger_used,
+            ledger_slots,
             ledger_synced: None,
+            ledger_behind,
+            disk_short: ledger_behind,
+            disk_checked: None,
             cfg,
             torn_tail_records: torn_records,
             torn_tail_bytes: torn_bytes,
@@ -456,9 +601,9 @@ impl Spool {
         }
         let current = self.segments.last().expect("current segment");
         if self.used + len > self.cfg.max_bytes && current.pending == 0 && current.bytes > 0 {
-            // Everything in the current segment was delivered: start a new one, so
-            // the old one's bytes stop counting against the cap.
-            self.roll()?;
+            // Everything in the current segment was delivered: free it, so its bytes
+            // stop counting against the cap.
+            self.recycle_current()?;
         }
         if self.used + len > self.cfg.max_bytes {
             return Err(self.full());
@@ -470,6 +615,14 @@ impl Spool {
         if current.bytes > 0 && current.bytes + len > self.cfg.segment_bytes {
             self.roll()?;
         }
+        // The ack of this record gets its ledger slot before the record is taken, so a
+        // disk that fills up with segments can never keep an ack from being written.
+        if let Err(e) = self.reserve_ledger(1) {
+            if !(matches!(e, SpoolError::Full { .. }) && self.recycle_current()?) {
+                return Err(e);
+            }
+            self.reserve_ledger(1)?;
+        }
         let id = self.next_id;
         let mark = self.buf.len();
         let meta = Meta {
@@ -479,14 +632,6 @@ impl Spool {
             oldest_time,
         };
         record::encode(&mut self.buf, &meta, payload);
-        let flush_at = FLUSH_AT.min((self.cfg.segment_bytes / 8) as usize);
-        if self.cfg.fsync == FsyncPolicy::Always || self.buf.len() >= flush_at {
-            if let Err(e) = self.flush() {
-                // The record is not in the file, and the caller is told so.
-                self.buf.truncate(mark);
-                return Err(e);
-            }
-        }
         self.next_id += 1;
         let seg = self.segments.last_mut().expect("current segment");
         seg.slots.push(Slot::Pending {
@@ -498,6 +643,22 @@ impl Spool {
         self.used += len;
         self.records += 1;
         self.events += u64::from(events);
+        let flush_at = FLUSH_AT.min((self.cfg.segment_bytes / 8) as usize);
+        if self.cfg.fsync == FsyncPolicy::Always || self.buf.len() >= flush_at {
+            if let Err(e) = self.flush() {
+                // The record is not in the file, and the caller is told so: undo it.
+                self.buf.truncate(mark);
+                self.next_id -= 1;
+                let seg = self.segments.last_mut().expect("current segment");
+                seg.slots.pop();
+                seg.pending -= 1;
+                seg.bytes -= len;
+                self.used -= len;
+                self.records -= 1;
+                self.events -= u64::from(events);
+                return Err(e);
+            }
+        }
         self.unsynced = true;
         if self.cfg.fsync == FsyncPolicy::Always {
             // On error the record stays in the file; replayed, it is at worst a
@@ -599,28 +760,28 @@ impl Spool {
         *slot = Slot::Acked;
         seg.pending -= 1;
         let emptied = seg.pending == 0 && i < segments;
-        // The current segment fully delivered while the spool is past half its cap:
-        // roll, so its space is given back now rather than when it fills up.
-        let roll_current =
-            seg.pending == 0 && i == segments && self.used > self.cfg.max_bytes / 2;
+        // The current segment fully delivered while the spool is past half its cap, or
+        // after the disk was found full: free it now rather than when it fills up.
+        let free_current = seg.pending == 0
+            && i == segments
+            && (self.used > self.cfg.max_bytes / 2 || self.disk_short);
         self.records -= 1;
         self.events -= u64::from(events);
         self.acked_live += 1;
         self.ledger_buf.extend_from_slice(&ledger_entry(id));
-        self.ledger_entries += 1;
         self.unsynced = true;
         if emptied {
             let seg = self.segments.remove(i - 1);
             fs::remove_file(&seg.path).map_err(io_at(&seg.path))?;
             self.used -= seg.bytes;
             self.acked_live -= seg.slots.iter().filter(|&&s| s == Slot::Acked).count() as u64;
-            if self.ledger_entries > 4 * self.acked_live + LEDGER_SLACK {
+            if self.ledger_entries() > 4 * self.acked_live + LEDGER_SLACK {
                 sync_dir(&self.dir)?;
                 self.rewrite_ledger()?;
             }
         }
-        if roll_current {
-            self.roll()?;
+        if free_current {
+            self.recycle_current()?;
         }
         if self.cfg.fsync == FsyncPolicy::Always {
             self.sync()?;
@@ -636,13 +797,35 @@ impl Spool {
         self.file.sync_data().map_err(io_at(&seg.path))?;
         let ledger_path = self.dir.join(LEDGER);
         if !self.ledger_buf.is_empty() {
-            if let Err(e) = self.ledger.write_all(&self.ledger_buf) {
-                // Cut a partial entry away: later entries must stay aligned.
-                let _ = self.ledger.set_len(self.ledger_len);
-                return Err(io_at(&ledger_path)(e));
+            // In place, into reserved slots. A torn write is simply written again at
+            // the same offset, so later entries stay aligned.
+            let at = self.ledger_used * LEDGER_ENTRY as u64;
+            match self.ledger.write_all_at(&self.ledger_buf, at) {
+                Ok(()) => {
+                    self.ledger_used += (self.ledger_buf.len() / LEDGER_ENTRY) as u64;
+                    self.ledger_slots = self.ledger_slots.max(self.ledger_used);
+                    self.ledger_buf.clear();
+                    if self.ledger_behind {
+                        self.ledger_behind = false;
+                        tracing::info!("spool: the ack ledger is written again");
+                    }
+                }
+                // Only a ledger without its reserve (kept as it was on a full disk) can
+                // get here. The records are durable all the same; the acks wait for
+                // room (lost, they would only mean batches delivered twice).
+                Err(e) if is_disk_full(&e) => {
+                    self.disk_short = true;
+                    if !self.ledger_behind {
+                        self.ledger_behind = true;
+                        tracing::warn!(
+                            "spool: the disk is full: {} ack(s) wait to be written to {}",
+                            self.ledger_buf.len() / LEDGER_ENTRY,
+                            ledger_path.display()
+                        );
+                    }
+                }
+                Err(e) => return Err(io_at(&ledger_path)(e)),
             }
-            self.ledger_len += self.ledger_buf.len() as u64;
-            self.ledger_buf.clear();
         }
         // Acks reach the page cache at every sync (a crash of capig keeps them) but are
         // flushed to the disk at most once a second: a lost ack only means a batch is
@@ -715,30 +898,160 @@ impl Spool {
 
     /// Turns a write error into `Full` when the disk is full.
     fn write_error(&self, path: &Path, e: io::Error) -> SpoolError {
-        if e.kind() == ErrorKind::StorageFull {
+        if is_disk_full(&e) {
             self.full()
         } else {
             io_at(path)(e)
         }
     }
 
+    /// Whether a write found the disk full and [`Spool::disk_has_room`] has not seen
+    /// enough free space since.
+    pub fn disk_short(&self) -> bool {
+        self.disk_short
+    }
+
+    /// Whether the disk has room for new batches: true unless a write found it full;
+    /// then true again (and the flag cleared) once the filesystem has an eighth of its
+    /// size free, at most 64 MiB, whoever freed it. Looks (one `statvfs`) at most every
+    /// 100 ms; cheap enough for a timer.
+    pub fn disk_has_room(&mut self) -> bool {
+        if !self.disk_short {
+            return true;
+        }
+        let now = Instant::now();
+        if self
+            .disk_checked
+            .is_some_and(|t| now.saturating_duration_since(t) < DISK_CHECK_EVERY)
+        {
+            return false;
+        }
+        self.disk_checked = Some(now);
+        let Ok((free, size)) = disk_space(&self.dir) else {
+            return false;
+        };
+        if free >= (size / DISK_HEADROOM_DIV).min(DISK_HEADROOM_MAX) {
+            self.disk_short = false;
+        }
+        !self.disk_short
+    }
+
+    /// Free bytes on the spool's filesystem (for messages).
+    pub fn disk_free(&self) -> Option<u64> {
+        disk_space(&self.dir).ok().map(|(free, _)| free)
+    }
+
+    fn ledger_entries(&self) -> u64 {
+        self.ledger_used + (self.ledger_buf.len() / LEDGER_ENTRY) as u64
+    }
+
+    /// Makes sure the ledger has a free slot for the ack of every pending record, plus
+    /// `extra` more; grows it by [`LEDGER_GROW`] slots past that when it has not.
+    fn reserve_ledger(&mut self, extra: u64) -> Result<(), SpoolError> {
+        let need = self.ledger_entries() + self.records + extra;
+        if self.ledger_slots >= need {
+            return Ok(());
+        }
+        let slots = need + LEDGER_GROW;
+        let entry = LEDGER_ENTRY as u64;
+        match preallocate(&self.ledger, self.ledger_slots * entry, (slots - self.ledger_slots) * entry) {
+            Ok(()) => {
+                self.ledger_slots = slots;
+                Ok(())
+            }
+            Err(e) => {
+                if is_disk_full(&e) {
+                    self.disk_short = true;
+                }
+                Err(self.write_error(&self.dir.join(LEDGER), e))
+            }
+        }
+    }
+
     /// Writes the buffer to the current segment. On error the file is cut back to
     /// its last whole record and the buffer kept, so no torn record sits in front
-    /// of later ones.
+    /// of later ones. On a full disk it first frees the current segment's file if
+    /// every record in it was delivered ([`Spool::recycle_current`]) and tries again.
     fn flush(&mut self) -> Result<(), SpoolError> {
         if self.buf.is_empty() {
             return Ok(());
         }
+        let e = match self.write_buf() {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if is_disk_full(&e) {
+            self.disk_short = true;
+            if self.recycle_current()? {
+                if let Err(e) = self.write_buf() {
+                    let path = self.segments.last().expect("current segment").path.clone();
+                    return Err(self.write_error(&path, e));
+                }
+                return Ok(());
+            }
+        }
+        let path = self.segments.last().expect("current segment").path.clone();
+        Err(self.write_error(&path, e))
+    }
+
+    fn write_buf(&mut self) -> io::Result<()> {
         if let Err(e) = self.file.write_all(&self.buf) {
-            let path = self.segments.last().expect("current segment").path.clone();
             // Best effort: if even this fails, replay treats the rest as torn.
             let _ = self.file.set_len(self.written);
-            let _ = io::Seek::seek(&mut self.file, io::SeekFrom::Start(self.written));
-            return Err(self.write_error(&path, e));
+            let _ = self.file.seek(io::SeekFrom::Start(self.written));
+            return Err(e);
         }
         self.written += self.buf.len() as u64;
         self.buf.clear();
+        self.flushed_next = self.next_id;
         Ok(())
+    }
+
+    /// Frees the current segment's file when every record written to it was
+    /// delivered (records still in the write buffer may be pending): the file is cut
+    /// to nothing, which needs no space, and renamed after the first record still
+    /// buffered (the next id when none is), so the segment goes on from there. Returns
+    /// whether anything was freed.
+    fn recycle_current(&mut self) -> Result<bool, SpoolError> {
+        let seg = self.segments.last_mut().expect("current segment");
+        let in_file = (self.flushed_next - seg.first_id) as usize;
+        if self.written == 0
+            || seg.slots[..in_file]
+                .iter()
+                .any(|s| matches!(s, Slot::Pending { .. }))
+        {
+            return Ok(false);
+        }
+        // Durably cut before anything else happens (a later ledger rewrite drops the
+        // acks of these records, so they must never come back).
+        self.file
+            .set_len(0)
+            .and_then(|()| self.file.sync_data())
+            .and_then(|()| self.file.seek(io::SeekFrom::Start(0)).map(drop))
+            .map_err(io_at(&seg.path))?;
+        let freed = self.written;
+        let acked = seg.slots[..in_file]
+            .iter()
+            .filter(|&&s| s == Slot::Acked)
+            .count() as u64;
+        seg.bytes -= freed;
+        self.used -= freed;
+        self.acked_live -= acked;
+        self.written = 0;
+        let path = self.dir.join(segment_name(self.flushed_next));
+        let renamed = fs::rename(&seg.path, &path).and_then(|()| super::sync_dir(&self.dir));
+        if renamed.is_ok() || path.exists() {
+            seg.slots.drain(..in_file);
+            seg.first_id = self.flushed_next;
+            seg.path = path;
+        } else {
+            // The old name stays (a record's id only has to be above it): the freed
+            // ids become absent slots, as open would find them.
+            for s in &mut seg.slots[..in_file] {
+                *s = Slot::Absent;
+            }
+        }
+        Ok(true)
     }
 
     /// Closes the current segment (durably, whatever the policy, so that ids
@@ -748,10 +1061,17 @@ impl Spool {
         let old = self.segments.last().expect("current segment");
         self.file.sync_data().map_err(io_at(&old.path))?;
         let path = self.dir.join(segment_name(self.next_id));
-        let file = File::create(&path).map_err(|e| self.write_error(&path, e))?;
+        let file = match File::create(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                self.disk_short |= is_disk_full(&e);
+                return Err(self.write_error(&path, e));
+            }
+        };
         sync_dir(&self.dir)?;
         self.file = file;
         self.written = 0;
+        self.flushed_next = self.next_id;
         self.segments.push(Segment {
             first_id: self.next_id,
             path,
@@ -769,14 +1089,24 @@ impl Spool {
         Ok(())
     }
 
-    /// Rewrites the ledger with only the acks for records still on disk.
+    /// Rewrites the ledger with only the acks for records still on disk, and the
+    /// reserve. On a full disk the old ledger stays (its reserve still holds).
     fn rewrite_ledger(&mut self) -> Result<(), SpoolError> {
-        let (ledger, entries) = write_ledger(&self.dir, &self.segments)?;
-        self.ledger = ledger;
-        self.ledger_entries = entries;
-        self.ledger_len = entries * LEDGER_ENTRY as u64;
-        self.ledger_buf.clear();
-        Ok(())
+        match write_ledger(&self.dir, &self.segments, self.records) {
+            Ok((ledger, entries, slots)) => {
+                self.ledger = ledger;
+                self.ledger_used = entries;
+                self.ledger_slots = slots;
+                self.ledger_buf.clear();
+                Ok(())
+            }
+            Err(SpoolError::Io { source, .. }) if is_disk_full(&source) => {
+                let _ = fs::remove_file(self.dir.join(LEDGER_TMP));
+                self.disk_short = true;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -842,10 +1172,15 @@ impl Iterator for Replay<'_> {
     }
 }
 
-/// Writes a fresh ledger with the acks for records in `segments` (through a
-/// temporary file and a rename, so a crash leaves the old or the new one) and
-/// returns it open for appending, with its entry count.
-fn write_ledger(dir: &Path, segments: &[Segment]) -> Result<(File, u64), SpoolError> {
+/// Writes a fresh ledger with the acks for records in `segments` and a reserve of
+/// free slots for `pending` more acks plus [`LEDGER_GROW`] (through a temporary file
+/// and a rename, so a crash leaves the old or the new one) and returns it open for
+/// writing in place, with its entry count and its slots.
+fn write_ledger(
+    dir: &Path,
+    segments: &[Segment],
+    pending: u64,
+) -> Result<(File, u64, u64), SpoolError> {
     let tmp = dir.join(LEDGER_TMP);
     let path = dir.join(LEDGER);
     let mut out = Vec::new();
@@ -856,17 +1191,22 @@ fn write_ledger(dir: &Path, segments: &[Segment]) -> Result<(File, u64), SpoolEr
             }
         }
     }
-    File::create(&tmp)
+    let entries = (out.len() / LEDGER_ENTRY) as u64;
+    let slots = entries + pending + LEDGER_GROW;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
         .and_then(|mut f| {
             f.write_all(&out)?;
-            f.sync_data()
+            preallocate(&f, out.len() as u64, (slots - entries) * LEDGER_ENTRY as u64)?;
+            f.sync_data()?;
+            Ok(f)
         })
         .map_err(io_at(&tmp))?;
     fs::rename(&tmp, &path).map_err(io_at(&path))?;
     sync_dir(dir)?;
-    let ledger = OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .map_err(io_at(&path))?;
-    Ok((ledger, (out.len() / LEDGER_ENTRY) as u64))
+    Ok((file, entries, slots))
 }

@@ -425,3 +425,36 @@ pub fn read_response(s: &mut impl std::io::Read) -> Option<Answer> {
         }
     }
 }
+
+/// A tmpfs of a given size mounted on `mnt`, unmounted on drop.
+pub struct Tmpfs {
+    pub mnt: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `bytes` on `<dir>/disk`. `None`, with the reason printed,
+    /// where this process may not mount (not root, no mount namespace rights); under
+    /// CI (`CI=true`), which runs as root, that fails the test instead.
+    pub fn mount(dir: &TempDir, bytes: u64) -> Option<Tmpfs> {
+        let mnt = dir.0.join("disk");
+        std::fs::create_dir_all(&mnt).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "capig-test"])
+            .arg(&mnt)
+            .output();
+        let why = match out {
+            Ok(o) if o.status.success() => return Some(Tmpfs { mnt }),
+            Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_owned(),
+            Err(e) => e.to_string(),
+        };
+        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "cannot mount a tmpfs under CI (it runs as root): {why}");
+        eprintln!("skipped: cannot mount a tmpfs here ({why}); run as root to test a really full disk");
+        None
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.mnt).status();
+    }
+}

@@ -305,8 +305,8 @@ struct Model {
     durable: RecordId,
     /// No id at or below this may be handed out again.
     floor: RecordId,
-    /// The current segment file and its length, and the ledger's length, at the
-    /// last sync: a crash may only cut beyond these.
+    /// The current segment file and its length, and the ledger's written length, at
+    /// the last sync: a crash may only lose what was written beyond these.
     synced_segment: Option<(PathBuf, u64)>,
     synced_ledger: u64,
 }
@@ -317,7 +317,7 @@ impl Model {
         let last = segment_files(s.dir()).pop().unwrap();
         let len = fs::metadata(&last).unwrap().len();
         self.synced_segment = Some((last, len));
-        self.synced_ledger = fs::metadata(s.dir().join(LEDGER)).unwrap().len();
+        self.synced_ledger = s.ledger_used * LEDGER_ENTRY as u64;
         self.acked_synced = self.acked.clone();
     }
 
@@ -359,13 +359,17 @@ impl Model {
             .floor
             .max(got.last().copied().unwrap_or(0))
             .max(self.acked_synced.last().copied().unwrap_or(0));
+        // Open may keep more ids taken than the model needs (a freed segment's name
+        // still counts), never fewer.
+        assert!(s.durable_id() >= self.floor, "seed {seed}: ids go back");
+        self.floor = s.durable_id();
         self.records.retain(|id, _| present.contains(id));
         self.acked.clear();
         self.acked_synced.clear();
         self.durable = self.floor;
         // Open synced the ledger it rewrote; the new segment is empty.
         self.synced_segment = None;
-        self.synced_ledger = fs::metadata(s.dir().join(LEDGER)).unwrap().len();
+        self.synced_ledger = s.ledger_used * LEDGER_ENTRY as u64;
     }
 }
 
@@ -382,6 +386,17 @@ fn cut_file(rng: &mut Rng, path: &Path, from: u64) {
         .unwrap()
         .set_len(at)
         .unwrap();
+}
+
+/// Zeroes `path` from a random offset in `from..=its length` to its end.
+fn zero_file(rng: &mut Rng, path: &Path, from: u64) {
+    let len = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if len <= from {
+        return;
+    }
+    let at = from + rng.below(len - from + 1);
+    let f = OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(&vec![0; (len - at) as usize], at).unwrap();
 }
 
 fn run_model(seed: u64, policy: FsyncPolicy, max_bytes: u64, ops: usize) {
@@ -470,8 +485,13 @@ fn run_model(seed: u64, policy: FsyncPolicy, max_bytes: u64, ops: usize) {
                     _ => 0,
                 };
                 cut_file(&mut rng, &last, from);
-                if rng.below(2) == 0 {
-                    cut_file(&mut rng, &dir.0.join(LEDGER), m.synced_ledger);
+                match rng.below(3) {
+                    // Entries written in place since the last sync fall back to the
+                    // reserve's zeros, from any byte on (a torn entry).
+                    0 => zero_file(&mut rng, &dir.0.join(LEDGER), m.synced_ledger),
+                    // Or the file's length is lost too (its reserve with it).
+                    1 => cut_file(&mut rng, &dir.0.join(LEDGER), m.synced_ledger),
+                    _ => {}
                 }
                 let (s, p) = open(&dir, &c);
                 m.restart(&s, &p, seed);
@@ -490,6 +510,16 @@ fn run_model(seed: u64, policy: FsyncPolicy, max_bytes: u64, ops: usize) {
         if policy == FsyncPolicy::Always {
             m.note_synced(&spool);
         }
+        // Every pending record has its ack's slot reserved in the ledger file.
+        assert!(
+            spool.ledger_slots >= spool.ledger_entries() + spool.records,
+            "seed {seed}: ledger reserve"
+        );
+        assert_eq!(
+            fs::metadata(dir.0.join(LEDGER)).unwrap().len(),
+            spool.ledger_slots * LEDGER_ENTRY as u64,
+            "seed {seed}: ledger length"
+        );
         let st = spool.stats();
         let live = m.records.keys().filter(|id| !m.acked.contains(id));
         assert_eq!(st.records, live.count() as u64, "seed {seed}");
@@ -546,4 +576,154 @@ fn a_full_disk_is_reported_as_a_full_spool() {
         assert_eq!(matches!(got, SpoolError::Full { .. }), full, "{kind:?}");
         assert!(got.is_retryable());
     }
+}
+
+/// A tmpfs of `bytes` mounted on a fresh directory, unmounted on drop.
+struct Tmpfs {
+    mnt: PathBuf,
+    _dir: TempDir,
+}
+
+impl Tmpfs {
+    /// `None` (the reason printed) where this process may not mount; with `CI=true`
+    /// that fails the test instead, since CI runs as root.
+    fn mount(name: &str, bytes: u64) -> Option<Tmpfs> {
+        let dir = TempDir::new(name);
+        let mnt = dir.0.join("disk");
+        fs::create_dir_all(&mnt).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "capig-test"])
+            .arg(&mnt)
+            .output();
+        let why = match out {
+            Ok(o) if o.status.success() => return Some(Tmpfs { mnt, _dir: dir }),
+            Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_owned(),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "cannot mount a tmpfs under CI (it runs as root): {why}"
+        );
+        eprintln!("skipped: cannot mount a tmpfs here ({why}); run as root to test a really full disk");
+        None
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.mnt).status();
+    }
+}
+
+/// Appends 4 KiB records until the disk refuses one; returns their ids.
+fn fill_disk(s: &mut Spool, seed: u64) -> Vec<RecordId> {
+    let mut ids = Vec::new();
+    for i in 0..10_000 {
+        let payload = vec![b'a' + ((seed + i) % 26) as u8; 4096];
+        match s.append(1, 1, 1_700_000_000, &payload) {
+            Ok(id) => ids.push(id),
+            Err(SpoolError::Full { .. }) => {
+                assert!(s.disk_short(), "refused for the disk, not the cap");
+                return ids;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("the disk never filled");
+}
+
+#[test]
+fn on_a_full_tmpfs_acks_are_still_written_and_delivered_segments_are_freed() {
+    let Some(disk) = Tmpfs::mount("tmpfs-ledger", 512 << 10) else {
+        return;
+    };
+    let dir = disk.mnt.join("spool");
+    // One big segment and no cap: the disk fills first, inside the current segment
+    // (the default 64 MiB segment on a small disk).
+    let c = cfg(FsyncPolicy::Always, 64 << 20, u64::MAX);
+    let mut s = Spool::open(&dir, c.clone()).unwrap();
+    let first = fill_disk(&mut s, 0);
+    assert!(first.len() > 50, "{} records before the disk filled", first.len());
+    // The refused append left no torn record: the file holds exactly the records.
+    let seg = segment_files(&dir).pop().unwrap();
+    assert_eq!(fs::metadata(&seg).unwrap().len(), s.usage().0);
+
+    // Meta takes all but the last: every ack reaches the ledger although the disk
+    // is full, and the segment stays (one record in it is pending).
+    for id in &first[..first.len() - 1] {
+        assert!(s.ack(*id).unwrap());
+    }
+    s.sync().unwrap();
+    assert!(!s.ledger_behind, "the acks were written");
+    assert!(!s.disk_has_room(), "nothing was freed yet");
+    let (_, p) = open_again(s, &dir, &c);
+    assert_eq!(ids(&p), vec![*first.last().unwrap()], "a restart re-sends only the pending one");
+
+    // Meta takes the last one: the old segment goes. Fill the disk again, now
+    // inside the current segment, and Meta takes everything: the current segment,
+    // fully delivered, is freed at the last ack; the disk has room at once.
+    let mut s = Spool::open(&dir, c.clone()).unwrap();
+    assert!(s.ack(*first.last().unwrap()).unwrap());
+    let more = fill_disk(&mut s, 1);
+    assert!(more.len() > 50);
+    for id in &more {
+        assert!(s.ack(*id).unwrap());
+    }
+    s.sync().unwrap();
+    assert_eq!(s.usage().0, 0, "delivered segments freed");
+    let on_disk: u64 = segment_files(&dir).iter().map(|p| fs::metadata(p).unwrap().len()).sum();
+    assert_eq!(on_disk, 0);
+    assert!(s.disk_has_room(), "room again without a new append");
+    let again = s.append(1, 1, 1_700_000_000, &[b'z'; 4096]).unwrap();
+    assert!(again > *more.last().unwrap(), "ids go on");
+    s.sync().unwrap();
+    let (_, p) = open_again(s, &dir, &c);
+    assert_eq!(ids(&p), vec![again]);
+}
+
+#[test]
+fn batches_caught_in_the_buffer_by_a_full_tmpfs_are_written_once_the_file_is_delivered() {
+    let Some(disk) = Tmpfs::mount("tmpfs-buffer", 512 << 10) else {
+        return;
+    };
+    let dir = disk.mnt.join("spool");
+    let c = cfg(FsyncPolicy::Interval, 64 << 20, u64::MAX);
+    let mut s = Spool::open(&dir, c.clone()).unwrap();
+    // Group commits until one fails: its batches stay in the write buffer.
+    let mut durable = Vec::new();
+    let mut caught = Vec::new();
+    for i in 0..10_000u64 {
+        let a = s.append(1, 1, 1_700_000_000, &vec![b'b'; 4096]).unwrap();
+        let b = s.append(1, 1, 1_700_000_000 + i, &vec![b'c'; 4096]).unwrap();
+        match s.sync() {
+            Ok(d) => {
+                assert_eq!(d, b);
+                durable.extend([a, b]);
+            }
+            Err(SpoolError::Full { .. }) => {
+                caught.extend([a, b]);
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(!caught.is_empty(), "the disk never filled");
+    assert!(s.sync().is_err(), "still no room");
+    // Everything in the file is delivered: the next commit cuts the file, renames it
+    // after the first caught batch, and writes the buffer there.
+    for id in &durable {
+        assert!(s.ack(*id).unwrap());
+    }
+    assert_eq!(s.sync().unwrap(), caught[1]);
+    assert_eq!(segment_files(&dir), vec![dir.join(segment_name(caught[0]))]);
+    assert!(s.disk_has_room());
+    let (_, p) = open_again(s, &dir, &c);
+    assert_eq!(ids(&p), caught);
+}
+
+fn open_again(s: Spool, dir: &Path, c: &SpoolConfig) -> (Spool, Vec<Pending>) {
+    drop(s);
+    let mut s = Spool::open(dir, c.clone()).expect("open spool");
+    let p = s.replay().unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+    (s, p)
 }
