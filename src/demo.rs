@@ -202,6 +202,12 @@ linger_ms = 200
 
 [spool]
 dir = "spool"
+
+# One ingestion core: dedup windows are per core, and a browser that leaves hands its
+# unacknowledged events over by sendBeacon, which may reach another core than the
+# WebSocket that carried them; on one core the demo delivers each event exactly once.
+[runtime]
+cores = 1
 "#,
         graph = sim.url(),
     );

@@ -308,6 +308,91 @@ fn close_code_after(addr: std::net::SocketAddr, frames: &[u8]) -> Option<u16> {
     None
 }
 
+/// How a client leaves right after writing a WebSocket message, without waiting for the
+/// answer.
+#[derive(Clone, Copy, Debug)]
+enum Leave {
+    /// The message and a close frame in one write, then the socket closed.
+    CloseFrame,
+    /// The socket closed (FIN) right after the message.
+    Fin,
+    /// A reset (SO_LINGER 0) right after the message.
+    Reset,
+    /// The upgrade request and the message in one write, then the socket closed: the
+    /// message arrives in the same read as the upgrade.
+    WithUpgrade,
+}
+
+fn leave_after_message(addr: std::net::SocketAddr, how: Leave, id: &str) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let upgrade = format!(
+        "GET /capig/ws HTTP/1.1\r\nHost: {GW_HOST}\r\nOrigin: {GW_ORIGIN}\r\nUser-Agent: Mozilla/5.0 (leaving)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    let mut bytes = upgrade.into_bytes();
+    if !matches!(how, Leave::WithUpgrade) {
+        s.write_all(&bytes).unwrap();
+        bytes.clear();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut b).unwrap();
+            head.push(b[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    }
+    bytes.extend_from_slice(&frame(1, true, format!("[{}]", browser_event(id)).as_bytes()));
+    if let Leave::CloseFrame = how {
+        bytes.extend_from_slice(&frame(8, true, &1001u16.to_be_bytes()));
+    }
+    s.write_all(&bytes).unwrap();
+    if let Leave::Reset = how {
+        use std::os::fd::AsRawFd;
+        let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+        // SAFETY: a valid socket and a correctly sized option value.
+        let r = unsafe {
+            libc::setsockopt(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_LINGER, (&linger as *const libc::linger).cast(), std::mem::size_of::<libc::linger>() as libc::socklen_t)
+        };
+        assert_eq!(r, 0);
+    }
+    let _ = s.flush();
+    drop(s);
+}
+
+/// A browser that navigates away right after writing a message never reads the answer:
+/// a message the gateway read whole is stored all the same, whether a close frame, EOF
+/// or a reset follows it at once, or it came with the upgrade request; each exactly once.
+#[test]
+fn a_websocket_message_is_stored_though_the_client_left_before_the_answer() {
+    let dir = TempDir::new("serve-ws-leave");
+    let sim = sim();
+    let gw = Gateway::start(&gateway_config(&dir, &sim.url(), false, ""), &[]);
+    let mut sent = Vec::new();
+    for i in 0..25 {
+        for how in [Leave::CloseFrame, Leave::Fin, Leave::Reset, Leave::WithUpgrade] {
+            let id = format!("leave-{how:?}-{i}");
+            leave_after_message(gw.http, how, &id);
+            sent.push(id);
+        }
+    }
+    sent.sort();
+    let ids = || {
+        let mut ids: Vec<String> = sim_events(&sim).iter().map(|e| e["event_id"].as_str().unwrap().to_owned()).collect();
+        ids.sort();
+        ids
+    };
+    let within = Instant::now() + Duration::from_secs(10);
+    while ids().len() < sent.len() && Instant::now() < within {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let got = ids();
+    let missing: Vec<&String> = sent.iter().filter(|id| !got.contains(id)).collect();
+    assert!(missing.is_empty(), "not stored: {missing:?}");
+    assert_eq!(got, sent, "each event exactly once");
+    assert!(gw.stop().success());
+}
+
 #[test]
 fn hostile_input_gets_the_right_answer_and_a_well_behaved_client_is_unaffected() {
     let dir = TempDir::new("serve-hostile");

@@ -10,6 +10,10 @@
   var STORE = 'capig.pending';
   var MAX_PENDING = 500;
   var MAX_BATCH = 100;
+  // Chromium lets a page have 64 KiB of keepalive bodies (sendBeacon and fetch with
+  // keepalive) in flight at once, the pixel's own beacons included: what one departure
+  // hands over stays under this, in bodies of at most MAX_BATCH events.
+  var BEACON_BYTES = 60000;
 
   // Everything the client touches of the browser comes in `env`, so that tests can run
   // it in node with fakes: window, document, WebSocket, navigator, fetch, setTimeout,
@@ -20,7 +24,7 @@
     var userData = {};        // pixel id -> advanced matching values
     var dpo = null;           // [options, country, state]
     var revoked = false;
-    var pending = [];         // {e: event, sent: bool}
+    var pending = [];         // {e: event, sent: on the socket, post: in a fetch}
     var ws = null;
     var wsOpen = false;
     var failures = 0;
@@ -128,13 +132,13 @@
 
     function unsent() {
       var out = [];
-      for (var i = 0; i < pending.length && out.length < MAX_BATCH; i++) if (!pending[i].sent) out.push(pending[i]);
+      for (var i = 0; i < pending.length && out.length < MAX_BATCH; i++) if (!pending[i].sent && !pending[i].post) out.push(pending[i]);
       return out;
     }
 
     function flush() {
       if (revoked || !pending.length) return;
-      if (hidden || !env.WebSocket || failures >= 3) return beacon();
+      if (hidden || !env.WebSocket || failures >= 3) return beacon(false);
       if (!ws) return connect();
       if (!wsOpen || inflight) return;
       var batch = unsent();
@@ -205,27 +209,88 @@
       if (pending.length) flushSoon(0);
     }
 
-    // Without a WebSocket, or when the page goes away: hand the rest to the browser.
-    function beacon() {
-      var batch = unsent();
-      if (!batch.length) return;
-      var body = JSON.stringify(batch.map(function (p) { return p.e; }));
-      var ok = false;
-      try {
-        var n = env.navigator;
-        if (n && n.sendBeacon) ok = n.sendBeacon(postUrl, body);
-        if (!ok && env.fetch) {
-          env.fetch(postUrl, { method: 'POST', body: body, keepalive: true, credentials: 'include', headers: { 'Content-Type': 'text/plain' } });
-          ok = true;
+    // UTF-8 bytes of a string (what the browser counts against its keepalive quota).
+    function bytes(s) {
+      var n = s.length;
+      for (var i = 0; i < s.length; i++) {
+        var c = s.charCodeAt(i);
+        if (c >= 0x800) n += (c & 0xfc00) === 0xd800 ? 1 : 2;
+        else if (c >= 0x80) n += 1;
+      }
+      return n;
+    }
+
+    function drop(list) {
+      pending = pending.filter(function (p) { return list.indexOf(p) < 0; });
+    }
+
+    // Hands events to the browser, which delivers them even after the page is gone:
+    // without a WebSocket, the unsent ones; when the page goes away (`all`), every one
+    // not acknowledged, those written to the socket too (the socket dies with the page
+    // and may not have sent them; capig answers a copy it already has as a duplicate).
+    // Bodies of at most MAX_BATCH events, BEACON_BYTES in all by sendBeacon; what
+    // sendBeacon refuses goes by fetch with keepalive and stays pending until answered.
+    function beacon(all) {
+      var list = [];
+      for (var i = 0; i < pending.length; i++) {
+        if (!pending[i].post && (all || !pending[i].sent)) list.push(pending[i]);
+      }
+      var budget = BEACON_BYTES;
+      var left = false;
+      while (list.length) {
+        // One body: up to MAX_BATCH events, within what is left of the budget (once that
+        // is spent, within BEACON_BYTES: those go by fetch).
+        var parts = [JSON.stringify(list[0].e)];
+        var size = bytes(parts[0]) + 2;
+        var cap = size <= budget ? budget : BEACON_BYTES;
+        var chunk = [list.shift()];
+        while (list.length && chunk.length < MAX_BATCH) {
+          var s = JSON.stringify(list[0].e), b = bytes(s) + 1;
+          if (size + b > cap) break;
+          chunk.push(list.shift());
+          parts.push(s);
+          size += b;
         }
-      } catch (err) { ok = false; }
-      if (ok) pending = pending.filter(function (p) { return batch.indexOf(p) < 0; });
-      if (pending.length && !hidden) flushSoon(backoff());
+        var body = '[' + parts.join(',') + ']';
+        var ok = false;
+        try {
+          var n = env.navigator;
+          if (size <= budget && n && n.sendBeacon) ok = n.sendBeacon(postUrl, body);
+        } catch (err) { ok = false; }
+        if (ok) {
+          budget -= size;
+          drop(chunk);
+          log('beacon', chunk.length);
+        } else if (!post(chunk, body)) {
+          left = true;
+        }
+      }
+      if (left && !hidden) flushSoon(backoff());
+    }
+
+    // Sends one body by fetch with keepalive; its events stay pending, marked, until
+    // the answer. False when there is no fetch.
+    function post(chunk, body) {
+      if (!env.fetch) return false;
+      for (var i = 0; i < chunk.length; i++) chunk[i].post = true;
+      function release() {
+        for (var j = 0; j < chunk.length; j++) chunk[j].post = false;
+        if (pending.length && !hidden) flushSoon(backoff());
+      }
+      try {
+        env.fetch(postUrl, { method: 'POST', body: body, keepalive: true, credentials: 'include', headers: { 'Content-Type': 'text/plain' } })
+          .then(function (r) {
+            // Stored, or a message capig cannot read (sending it again would not help).
+            if (r.ok || (r.status >= 400 && r.status < 500 && r.status !== 429)) drop(chunk);
+            else release();
+          }, release);
+      } catch (err) { release(); }
+      return true;
     }
 
     function onHide() {
       hidden = true;
-      beacon();
+      beacon(true);
       save();
     }
 

@@ -7,58 +7,10 @@
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const net = require('node:net');
-const os = require('node:os');
 const path = require('node:path');
-const { chromium } = require('playwright-core');
-
-const ROOT = path.resolve(__dirname, '../..');
-const BIN = process.env.CAPIG_BIN || path.join(ROOT, 'target/debug/capig');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const ARTIFACTS = path.join(__dirname, 'artifacts');
-
-function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
-
-async function until(what, fn, ms = 20000) {
-  const start = Date.now();
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
-
-async function freePort() {
-  const s = net.createServer();
-  await new Promise((r) => s.listen(0, '127.0.0.1', r));
-  const port = s.address().port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-async function startDemo(extraOrigin) {
-  const port = await freePort();
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'capig-e2e-'));
-  const child = spawn(BIN, ['demo', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--origin', extraOrigin], {
-    env: { ...process.env, CAPIG_LOG: 'warn' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  child.stdout.on('data', (d) => { out += d; });
-  const sim = await until('the demo to start', () => {
-    const m = out.match(/simulator:\s+(\S+)\/__sim\/stats/);
-    return m && out.includes('shop:') ? m[1] : null;
-  });
-  return { port, sim, child, dataDir, out: () => out };
-}
-
-async function json(url) {
-  const r = await fetch(url);
-  return r.json();
-}
+const { ARTIFACTS, sleep, until, freePort, startDemo, json, launch } = require('./support');
 
 test('the shop funnel reaches Meta through capig with the pixel\'s event ids', { timeout: 120000 }, async () => {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
@@ -84,10 +36,7 @@ test('the shop funnel reaches Meta through capig with the pixel\'s event ids', {
     }));
   });
   const shop = `http://127.0.0.1:${placeholder}/`;
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-dev-shm-usage'],
-  });
+  const browser = await launch();
   try {
     const page = await browser.newPage();
     const errors = [];
@@ -149,8 +98,6 @@ test('the shop funnel reaches Meta through capig with the pixel\'s event ids', {
   } finally {
     await browser.close();
     prx.close();
-    demo.child.kill('SIGINT');
-    await new Promise((r) => demo.child.on('exit', r));
-    fs.rmSync(demo.dataDir, { recursive: true, force: true });
+    await demo.stop();
   }
 });

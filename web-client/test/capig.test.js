@@ -50,8 +50,15 @@ function page(opts = {}) {
     window,
     document,
     WebSocket: opts.noWebSocket ? undefined : FakeSocket,
-    navigator: { sendBeacon(url, body) { beacons.push({ url, events: JSON.parse(body) }); return opts.beaconFails ? false : true; } },
-    fetch: undefined,
+    navigator: {
+      sendBeacon(url, body) {
+        if (opts.beaconFails) return false;
+        if (opts.sendBeacon && !opts.sendBeacon(url, body)) return false;
+        beacons.push({ url, body, events: JSON.parse(body) });
+        return true;
+      },
+    },
+    fetch: opts.fetch,
     setTimeout: t.setTimeout,
     sessionStorage: { getItem: (k) => storage.get(k) ?? null, setItem: (k, v) => storage.set(k, v), removeItem: (k) => storage.delete(k) },
     crypto: { randomUUID: (() => { let n = 0; return () => `id-${++n}`; })() },
@@ -237,4 +244,144 @@ test('nothing capig does throws into the page', () => {
   const bad = page({ fbq: pixelStub() });
   bad.document.cookie = undefined;
   assert.doesNotThrow(() => bad.fbq('track', 'X'));
+});
+
+// A fetch that records keepalive posts; the test settles each with `answer`.
+function fakeFetch() {
+  const calls = [];
+  const fetch = (url, init) => new Promise((resolve, reject) => {
+    calls.push({ url, init, events: JSON.parse(init.body), answer: (status) => (status ? resolve({ ok: status < 300, status }) : reject(new TypeError('Failed to fetch'))) });
+  });
+  return { fetch, calls };
+}
+
+// One A acknowledged, B written to the socket and not answered yet, C not sent at all.
+function threeEvents(opts = {}) {
+  const p = page({ fbq: pixelStub(), ...opts });
+  p.fbq('init', '111');
+  p.fbq('track', 'A');
+  p.clock.run();
+  const ws = FakeSocket.all[0];
+  ws.open();
+  ws.reply({ stored: ['id-1'], rejected: [] });
+  p.fbq('track', 'B');
+  p.clock.run();
+  p.fbq('track', 'C');
+  p.clock.run();
+  assert.deepEqual(ws.sent.map((m) => m.map((e) => e.event_name)), [['A'], ['B']]);
+  return { p, ws };
+}
+
+test('on pagehide every unacknowledged event goes by sendBeacon, those on the socket too', () => {
+  const { p, ws } = threeEvents();
+  p.listeners.pagehide();
+  assert.equal(p.beacons.length, 1);
+  assert.equal(p.beacons[0].url, 'https://capig.shop.example/capig/events');
+  assert.deepEqual(p.beacons[0].events.map((e) => e.event_name), ['B', 'C'], 'not A: it was acknowledged');
+  assert.equal(p.client.pending().length, 0);
+  // visibilitychange → hidden follows pagehide on a navigation: nothing twice.
+  p.document.visibilityState = 'hidden';
+  p.listeners['doc:visibilitychange']();
+  assert.equal(p.beacons.length, 1);
+  assert.equal(p.storage.get('capig.pending'), '[]', 'nothing left for the next page');
+  // The socket's late answer (the page was only hidden) changes nothing, and nothing
+  // is sent again when the page comes back.
+  ws.reply({ stored: ['id-2'], rejected: [] });
+  p.document.visibilityState = 'visible';
+  p.listeners['doc:visibilitychange']();
+  p.clock.run();
+  assert.equal(ws.sent.length, 2);
+  assert.equal(p.beacons.length, 1);
+});
+
+test('a tab that is only hidden hands over its unacknowledged events the same way', () => {
+  const { p, ws } = threeEvents();
+  p.document.visibilityState = 'hidden';
+  p.listeners['doc:visibilitychange']();
+  assert.deepEqual(p.beacons[0].events.map((e) => e.event_name), ['B', 'C']);
+  // While hidden, a new event goes by sendBeacon, and only it.
+  p.fbq('track', 'D');
+  p.clock.run();
+  assert.deepEqual(p.beacons.map((b) => b.events.map((e) => e.event_name)), [['B', 'C'], ['D']]);
+  // Back, the socket carries on: nothing already handed over is sent again.
+  p.document.visibilityState = 'visible';
+  p.listeners['doc:visibilitychange']();
+  p.fbq('track', 'E');
+  p.clock.run();
+  ws.reply({ stored: ['id-2'], rejected: [] });
+  p.clock.run();
+  assert.deepEqual(ws.sent.map((m) => m.map((e) => e.event_name)), [['A'], ['B'], ['E']]);
+});
+
+test('nothing acknowledged is handed over again', () => {
+  const { p, ws } = threeEvents();
+  ws.reply({ stored: ['id-2'], rejected: [] });
+  p.clock.run();
+  ws.reply({ stored: [], rejected: [{ event_id: 'id-3', reason: 'duplicate' }] });
+  p.clock.run();
+  assert.equal(p.client.pending().length, 0);
+  p.listeners.pagehide();
+  assert.deepEqual(p.beacons, []);
+  assert.equal(p.storage.get('capig.pending'), '[]');
+});
+
+test('what sendBeacon refuses goes by fetch with keepalive, and stays pending until answered', async () => {
+  const f = fakeFetch();
+  const { p } = threeEvents({ beaconFails: true, fetch: f.fetch });
+  p.listeners.pagehide();
+  assert.equal(f.calls.length, 1);
+  const c = f.calls[0];
+  assert.equal(c.url, 'https://capig.shop.example/capig/events');
+  assert.equal(c.init.keepalive, true);
+  assert.equal(c.init.method, 'POST');
+  assert.equal(c.init.headers['Content-Type'], 'text/plain');
+  assert.deepEqual(c.events.map((e) => e.event_name), ['B', 'C']);
+  // Kept for the next page of the site, in case the fetch does not make it.
+  assert.deepEqual(JSON.parse(p.storage.get('capig.pending')).map((e) => e.event_name), ['B', 'C']);
+  // Not posted twice while the first post is under way.
+  p.document.visibilityState = 'hidden';
+  p.listeners['doc:visibilitychange']();
+  assert.equal(f.calls.length, 1);
+  c.answer(200);
+  await new Promise((r) => setImmediate(r));
+  assert.equal(p.client.pending().length, 0);
+
+  // A refused fetch (the browser's keepalive quota, the network) keeps them.
+  const g = fakeFetch();
+  const q = threeEvents({ beaconFails: true, fetch: g.fetch }).p;
+  q.listeners.pagehide();
+  g.calls[0].answer(0);
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(q.client.pending().map((x) => x.e.event_name), ['B', 'C']);
+});
+
+test('sendBeacon carries at most 60,000 bytes per departure, in bodies of at most 100 events; the rest goes by fetch', () => {
+  // A browser like Chromium: 64 KiB of keepalive bodies in flight per page.
+  let inflight = 0;
+  const quota = (url, body) => {
+    const n = Buffer.byteLength(body);
+    if (inflight + n > 65536) return false;
+    inflight += n;
+    return true;
+  };
+  const f = fakeFetch();
+  const p = page({ fbq: pixelStub(), noWebSocket: true, sendBeacon: quota, fetch: f.fetch });
+  p.fbq('init', '111');
+  // 300 events of about 700 bytes, with multi-byte characters (counted as UTF-8 bytes).
+  for (let i = 0; i < 300; i++) p.client.capture(['track', 'Big', { note: 'é€'.repeat(100), i }]);
+  assert.equal(p.client.pending().length, 300);
+  p.listeners.pagehide();
+  const beaconed = p.beacons.flatMap((b) => b.events.map((e) => e.custom_data.i));
+  const fetched = f.calls.flatMap((c) => c.events.map((e) => e.custom_data.i));
+  for (const b of p.beacons) assert.ok(b.events.length <= 100);
+  for (const c of f.calls) {
+    assert.ok(c.events.length <= 100);
+    assert.ok(Buffer.byteLength(c.init.body) <= 60000);
+  }
+  const total = p.beacons.reduce((n, b) => n + Buffer.byteLength(b.body), 0);
+  assert.ok(total <= 60000, `${total} bytes by sendBeacon`);
+  assert.ok(beaconed.length > 50, 'sendBeacon took what fits');
+  assert.ok(fetched.length > 0, 'the rest went by fetch');
+  assert.deepEqual([...beaconed, ...fetched].sort((a, b) => a - b), [...Array(300).keys()], 'each event once');
+  assert.equal(p.client.pending().length, fetched.length, 'the fetched ones pending until answered');
 });
