@@ -119,6 +119,17 @@
       return args;
     }
 
+    // Pixel ids from a loaded pixel's `getState()` ({pixels: [{id}…]}).
+    function adoptPixels(fb) {
+      try {
+        var list = (fb.getState && fb.getState().pixels) || [];
+        for (var i = 0; i < list.length; i++) {
+          var id = String(list[i] && list[i].id !== undefined ? list[i].id : list[i]);
+          if (pixels.indexOf(id) < 0) pixels.push(id);
+        }
+      } catch (err) {}
+    }
+
     function enqueue(e) {
       pending.push({ e: e, sent: false });
       if (pending.length > MAX_PENDING) pending.splice(0, pending.length - MAX_PENDING);
@@ -325,6 +336,10 @@
       };
       if (orig) {
         for (var k in orig) if (Object.prototype.hasOwnProperty.call(orig, k)) f[k] = orig[k];
+        // The pixel's script may have run first and taken the queue, `init` with it:
+        // its state names the pixels, so the events from now on are still mirrored.
+        // (What it sent before this script ran had no shared eventID: nothing to do.)
+        if (orig.callMethod) adoptPixels(orig);
         // Calls queued before capig.js loaded: captured now, with their eventID added in
         // place, so the pixel sends the same id when it processes the queue.
         var q = orig.queue || [];

@@ -36,6 +36,8 @@
     }
   }
   f.callMethod = function () { call.apply(null, arguments); };
+  // As fbevents.js: the pixels initialized so far.
+  f.getState = function () { return { pixels: pixels.map(function (id) { return { id: id }; }) }; };
   f.capigDemoPixel = true;
   var q = f.queue || [];
   f.queue = [];

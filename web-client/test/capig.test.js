@@ -138,6 +138,22 @@ test('once fbevents.js loaded, calls go to its callMethod', () => {
   assert.equal(got.length, 1);
 });
 
+test('when the pixel ran first and took the queue, its state names the pixels', () => {
+  const stub = pixelStub();
+  const sent = [];
+  const initialized = [];
+  stub.callMethod = function (cmd, id) { sent.push([...arguments]); if (cmd === 'init') initialized.push({ id: String(id) }); };
+  stub.getState = () => ({ pixels: initialized });
+  stub('init', '111');
+  stub('track', 'PageView');
+  const p = page({ fbq: stub });
+  assert.equal(p.client.pending().length, 0, 'what the pixel sent before capig.js ran is not mirrored');
+  p.fbq('track', 'Purchase', { value: 5, currency: 'EUR' });
+  const e = p.client.pending().map((x) => x.e);
+  assert.deepEqual(e.map((x) => [x.pixel_id, x.event_name]), [['111', 'Purchase']]);
+  assert.equal(sent.at(-1)[3].eventID, e[0].event_id, 'the pixel sends the same id');
+});
+
 test('without any pixel code capig.js stands in for the stub', () => {
   const p = page({ fbq: undefined });
   assert.equal(typeof p.window.fbq, 'function');
