@@ -120,12 +120,7 @@ fn a_refused_event_is_stored_when_sent_again() {
     all_stored.extend(ids);
 
     let pixel: u64 = GW_PIXEL.parse().unwrap();
-    wait_for(Duration::from_secs(30), "every stored event at the simulator", || sim_ids(&sim, pixel).len() >= all_stored.len());
-    std::thread::sleep(Duration::from_millis(300));
-    let mut got = sim_ids(&sim, pixel);
-    got.sort();
-    all_stored.sort();
-    assert_eq!(got, all_stored, "each stored event exactly once, nothing else");
+    assert_each_once(&sim, pixel, all_stored, Duration::from_secs(30));
     assert!(gw.stop().success());
 }
 

@@ -564,11 +564,6 @@ fn a_resend_is_called_taken_only_once_its_original_is_stored() {
     assert_eq!((again.added, again.duplicates), (1, 0), "the refused event is taken when sent again");
     let g = state.open_generation();
     settle(&mut state, g).unwrap();
-    wait_for(Duration::from_secs(20), "every stored event", || sim_ids(&sim, pixel).len() >= n);
-    let mut got = sim_ids(&sim, pixel);
-    got.sort();
-    let mut want: Vec<String> = (0..n).map(|i| format!("fill{i}")).collect();
-    want.sort();
-    assert_eq!(got, want, "each event once");
+    assert_each_once(&sim, pixel, (0..n).map(|i| format!("fill{i}")).collect(), Duration::from_secs(20));
     delivery.shutdown(Duration::from_secs(5));
 }

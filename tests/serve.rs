@@ -265,6 +265,12 @@ fn ws_raw(addr: std::net::SocketAddr) -> TcpStream {
         "GET /capig/ws HTTP/1.1\r\nHost: {GW_HOST}\r\nOrigin: {GW_ORIGIN}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
     )
     .unwrap();
+    read_101(&mut s);
+    s
+}
+
+/// Reads the answer to a WebSocket upgrade, which must be a 101.
+fn read_101(s: &mut TcpStream) {
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -272,7 +278,6 @@ fn ws_raw(addr: std::net::SocketAddr) -> TcpStream {
         head.push(b[0]);
     }
     assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
-    s
 }
 
 /// The close code of the first close frame the server sends.
@@ -333,13 +338,7 @@ fn leave_after_message(addr: std::net::SocketAddr, how: Leave, id: &str) {
     if !matches!(how, Leave::WithUpgrade) {
         s.write_all(&bytes).unwrap();
         bytes.clear();
-        let mut head = Vec::new();
-        let mut b = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            s.read_exact(&mut b).unwrap();
-            head.push(b[0]);
-        }
-        assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+        read_101(&mut s);
     }
     bytes.extend_from_slice(&frame(1, true, format!("[{}]", browser_event(id)).as_bytes()));
     if let Leave::CloseFrame = how {

@@ -139,11 +139,7 @@ fn https_takes_every_body_size_up_to_the_limit_however_the_bytes_arrive() {
         let (status, _, answer) = read_response(&mut tls).expect("the 413 reaches a client that sent its whole body");
         assert_eq!(status, 413, "{answer}");
     }
-    wait_for(Duration::from_secs(30), "every stored event at the simulator", || sim_ids(&sim, pixel).len() >= want.len());
-    let mut got = sim_ids(&sim, pixel);
-    got.sort();
-    want.sort();
-    assert_eq!(got, want, "each event exactly once");
+    assert_each_once(&sim, pixel, want, Duration::from_secs(30));
     assert!(gw.stop().success());
 }
 
@@ -191,11 +187,7 @@ fn websocket_over_tls_takes_every_message_size_up_to_the_limit() {
         }
         ws.close(None).unwrap();
     }
-    wait_for(Duration::from_secs(30), "every stored event at the simulator", || sim_ids(&sim, pixel).len() >= want.len());
-    let mut got = sim_ids(&sim, pixel);
-    got.sort();
-    want.sort();
-    assert_eq!(got, want, "each event exactly once");
+    assert_each_once(&sim, pixel, want, Duration::from_secs(30));
     assert!(gw.stop().success());
 }
 

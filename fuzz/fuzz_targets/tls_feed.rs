@@ -7,52 +7,13 @@
 use std::io::Write;
 use std::sync::{Arc, OnceLock};
 
-use capig::ingest::transport::{feed, server_config};
+use capig::ingest::transport::testing::{self, drain_tls, handshake, pair_of};
+use capig::ingest::transport::feed;
 use libfuzzer_sys::fuzz_target;
-use rustls::sign::CertifiedKey;
-
-const HOST: &str = "capig.test";
 
 fn configs() -> &'static (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
     static C: OnceLock<(Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>)> = OnceLock::new();
-    C.get_or_init(|| {
-        let c = rcgen::generate_simple_self_signed(vec![HOST.to_owned()]).unwrap();
-        let der = c.cert.der().clone();
-        let key = rustls::pki_types::PrivateKeyDer::try_from(c.signing_key.serialize_der()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let certified = CertifiedKey::from_der(vec![der.clone()], key, &provider).unwrap();
-        let server = server_config(vec![(HOST.to_owned(), Arc::new(certified))]).unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(der).unwrap();
-        let client = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        (server, Arc::new(client))
-    })
-}
-
-fn drain_tls<D>(conn: &mut rustls::ConnectionCommon<D>) -> Vec<u8> {
-    let mut out = Vec::new();
-    while conn.wants_write() {
-        conn.write_tls(&mut out).unwrap();
-    }
-    out
-}
-
-fn connected() -> (rustls::ServerConnection, rustls::ClientConnection) {
-    let (s, c) = configs();
-    let mut server = rustls::ServerConnection::new(s.clone()).unwrap();
-    let mut client = rustls::ClientConnection::new(c.clone(), HOST.try_into().unwrap()).unwrap();
-    for _ in 0..10 {
-        let c2s = drain_tls(&mut client);
-        feed(&mut server, &c2s, &mut Vec::new()).unwrap();
-        let s2c = drain_tls(&mut server);
-        feed(&mut client, &s2c, &mut Vec::new()).unwrap();
-    }
-    assert!(!server.is_handshaking() && !client.is_handshaking());
-    (server, client)
+    C.get_or_init(testing::configs)
 }
 
 /// Feeds `cipher` in pieces whose sizes come from `cuts` (cycled).
@@ -87,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
             let Some((len, cuts)) = rest.split_first_chunk::<2>() else { return };
             let len = usize::from(u16::from_le_bytes(*len)) * 16;
             let sent: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-            let (mut server, mut client) = connected();
+            let (mut server, mut client) = handshake(pair_of(configs()));
             client.set_buffer_limit(None);
             client.writer().write_all(&sent).unwrap();
             let cipher = drain_tls(&mut client);
@@ -96,13 +57,12 @@ fuzz_target!(|data: &[u8]| {
         }
         // Any bytes after a handshake.
         1 => {
-            let (mut server, _) = connected();
+            let (mut server, _) = handshake(pair_of(configs()));
             let _ = feed_cut(&mut server, rest, &rest[..rest.len().min(4)]);
         }
         // Any bytes as the first thing a client says.
         _ => {
-            let (s, _) = configs();
-            let mut server = rustls::ServerConnection::new(s.clone()).unwrap();
+            let (mut server, _) = pair_of(configs());
             let _ = feed_cut(&mut server, rest, &rest[..rest.len().min(4)]);
         }
     }

@@ -243,5 +243,74 @@ pub fn server_config(certs: Vec<(String, Arc<CertifiedKey>)>) -> Result<Arc<rust
     Ok(Arc::new(c))
 }
 
+/// In-memory TLS peers for the tests and the `tls_feed` fuzz target: a self-signed
+/// certificate, the server configuration capig builds, a client that trusts it, and a
+/// handshake run through [`feed`] on both sides.
+#[cfg(any(test, feature = "testing"))]
+pub mod testing {
+    use std::sync::Arc;
+
+    use super::*;
+
+    pub const HOST: &str = "capig.test";
+
+    /// A fresh server and client of one certificate (made once per call).
+    pub fn configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+        let c = rcgen::generate_simple_self_signed(vec![HOST.to_owned()]).unwrap();
+        let der = c.cert.der().clone();
+        let key = rustls::pki_types::PrivateKeyDer::try_from(c.signing_key.serialize_der()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let certified = CertifiedKey::from_der(vec![der.clone()], key, &provider).unwrap();
+        let server = server_config(vec![(HOST.to_owned(), Arc::new(certified))]).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (server, Arc::new(client))
+    }
+
+    /// A server and a client connection, not yet connected.
+    pub fn pair_of(configs: &(Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>)) -> (rustls::ServerConnection, rustls::ClientConnection) {
+        let server = rustls::ServerConnection::new(configs.0.clone()).unwrap();
+        let client = rustls::ClientConnection::new(configs.1.clone(), HOST.try_into().unwrap()).unwrap();
+        (server, client)
+    }
+
+    pub fn pair() -> (rustls::ServerConnection, rustls::ClientConnection) {
+        pair_of(&configs())
+    }
+
+    /// Everything `conn` wants to send.
+    pub fn drain_tls<D>(conn: &mut rustls::ConnectionCommon<D>) -> Vec<u8> {
+        let mut out = Vec::new();
+        while conn.wants_write() {
+            conn.write_tls(&mut out).unwrap();
+        }
+        out
+    }
+
+    /// Runs the handshake of `pair` through [`feed`] on both sides.
+    pub fn handshake((mut server, mut client): (rustls::ServerConnection, rustls::ClientConnection)) -> (rustls::ServerConnection, rustls::ClientConnection) {
+        for _ in 0..10 {
+            if !server.is_handshaking() && !client.is_handshaking() {
+                break;
+            }
+            let c2s = drain_tls(&mut client);
+            assert_eq!(feed(&mut server, &c2s, &mut Vec::new()).unwrap().plaintext, 0);
+            let s2c = drain_tls(&mut server);
+            feed(&mut client, &s2c, &mut Vec::new()).unwrap();
+        }
+        assert!(!server.is_handshaking() && !client.is_handshaking());
+        (server, client)
+    }
+
+    pub fn connected() -> (rustls::ServerConnection, rustls::ClientConnection) {
+        handshake(pair())
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -84,6 +84,16 @@ pub fn sim_ids(sim: &SimHandle, pixel: u64) -> Vec<String> {
         .collect()
 }
 
+/// Waits until the simulator has as many events of `pixel` as `want` holds, then
+/// checks that they are exactly `want`, each once (in any order).
+pub fn assert_each_once(sim: &SimHandle, pixel: u64, mut want: Vec<String>, timeout: Duration) {
+    wait_for(timeout, "every stored event at the simulator", || sim_ids(sim, pixel).len() >= want.len());
+    let mut got = sim_ids(sim, pixel);
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "each stored event exactly once, nothing else");
+}
+
 /// Waits until `cond` holds, polling; panics with `what` after `timeout`.
 pub fn wait_for(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();

@@ -3,55 +3,9 @@
 //! boundaries, in reads larger than rustls's own buffers).
 
 use std::io::Write;
-use std::sync::Arc;
 
+use super::testing::{connected, drain_tls, pair};
 use super::*;
-
-const HOST: &str = "capig.test";
-
-fn pair() -> (rustls::ServerConnection, rustls::ClientConnection) {
-    let c = rcgen::generate_simple_self_signed(vec![HOST.to_owned()]).unwrap();
-    let der = c.cert.der().clone();
-    let key = rustls::pki_types::PrivateKeyDer::try_from(c.signing_key.serialize_der()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let certified = CertifiedKey::from_der(vec![der.clone()], key, &provider).unwrap();
-    let server = server_config(vec![(HOST.to_owned(), Arc::new(certified))]).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(der).unwrap();
-    let client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let server = rustls::ServerConnection::new(server).unwrap();
-    let client = rustls::ClientConnection::new(Arc::new(client), HOST.try_into().unwrap()).unwrap();
-    (server, client)
-}
-
-/// Everything `conn` wants to send.
-fn drain_tls<D>(conn: &mut rustls::ConnectionCommon<D>) -> Vec<u8> {
-    let mut out = Vec::new();
-    while conn.wants_write() {
-        conn.write_tls(&mut out).unwrap();
-    }
-    out
-}
-
-/// A connected pair: the handshake run through [`feed`] on both sides.
-fn connected() -> (rustls::ServerConnection, rustls::ClientConnection) {
-    let (mut server, mut client) = pair();
-    for _ in 0..10 {
-        if !server.is_handshaking() && !client.is_handshaking() {
-            break;
-        }
-        let c2s = drain_tls(&mut client);
-        assert_eq!(feed(&mut server, &c2s, &mut Vec::new()).unwrap().plaintext, 0);
-        let s2c = drain_tls(&mut server);
-        feed(&mut client, &s2c, &mut Vec::new()).unwrap();
-    }
-    assert!(!server.is_handshaking() && !client.is_handshaking());
-    (server, client)
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Cut {
