@@ -218,3 +218,40 @@ fn curl_posts_a_large_batch_over_https_ten_times() {
     }
     assert!(gw.stop().success());
 }
+
+/// Every connection the gateway closes on an error leaves a debug line with the reason,
+/// and none with what the client sent.
+#[test]
+fn connections_closed_on_errors_are_logged_without_content() {
+    let dir = TempDir::new("tls-log");
+    let sim = sim();
+    let config = gateway_config(&dir, &sim.url(), true, "");
+    let gw = Gateway::start_with(&config, &[], |cmd| {
+        cmd.env("CAPIG_LOG", "capig=debug");
+    });
+    // Plain HTTP spoken to the TLS port.
+    let mut s = TcpStream::connect(gw.https.unwrap()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /?email=jane.doe@example.com HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let _ = s.read_to_end(&mut Vec::new());
+    // A malformed request over TLS.
+    let mut tls = connect(&gw, &dir, Arrival::Whole);
+    tls.write_all(b"POST /capig/events HTTP/1.1\r\nHost: capig.shop.example\r\nContent-Length: 12x\r\n\r\njane.doe@example.com").unwrap();
+    let (status, _, _) = read_response(&mut tls).expect("an answer");
+    assert_eq!(status, 400);
+    // A WebSocket frame that is not masked.
+    let mut ws = TcpStream::connect(gw.http).unwrap();
+    ws.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(ws, "GET /capig/ws HTTP/1.1\r\nHost: {GW_HOST}\r\nOrigin: {GW_ORIGIN}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").unwrap();
+    let mut frame = vec![0x81, 20];
+    frame.extend_from_slice(b"jane.doe@example.com");
+    ws.write_all(&frame).unwrap();
+    let _ = ws.read_to_end(&mut Vec::new());
+    wait_for(Duration::from_secs(5), "three debug lines", || gw.log().matches("closing a").count() >= 3);
+    let log = gw.log();
+    assert!(log.contains("closing a connection: reading failed: TLS error from the client"), "{log}");
+    assert!(log.contains("closing a connection after a bad request: Content-Length"), "{log}");
+    assert!(log.contains("closing a WebSocket: Failed"), "{log}");
+    assert!(!log.contains("jane.doe"), "no content in the log:\n{log}");
+    assert!(gw.stop().success());
+}
