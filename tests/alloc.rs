@@ -56,8 +56,19 @@ fn on_core(_core: usize) {
 }
 
 fn events(prefix: &str, n: usize) -> String {
-    let all: Vec<String> = (0..n).map(|i| browser_event(&format!("{prefix}-{i}"))).collect();
+    events_of(prefix, n, browser_event)
+}
+
+fn events_of(prefix: &str, n: usize, make: fn(&str) -> String) -> String {
+    let all: Vec<String> = (0..n).map(|i| make(&format!("{prefix}-{i}"))).collect();
     format!("[{}]", all.join(","))
+}
+
+/// A browser event 30 days old: rejected, with a message that has a number in it.
+fn stale_event(id: &str) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(&browser_event(id)).unwrap();
+    v["event_time"] = (unix_now() - 30 * 86400).into();
+    v.to_string()
 }
 
 /// Allocations on the cores per request for `requests` HTTP requests of `n` events on
@@ -101,13 +112,15 @@ fn read_answer(conn: &mut TcpStream) {
     }
 }
 
-fn ws_run(ws: &mut tungstenite::WebSocket<TcpStream>, tag: &str, requests: usize, n: usize) -> f64 {
-    let msgs: Vec<String> = (0..requests).map(|r| events(&format!("{tag}{r}"), n)).collect();
+/// Allocations on the cores per message for `requests` WebSocket messages of `n`
+/// events made by `make`, whose answers must contain `answer_has`.
+fn ws_run(ws: &mut tungstenite::WebSocket<TcpStream>, tag: &str, requests: usize, n: usize, make: fn(&str) -> String, answer_has: &str) -> f64 {
+    let msgs: Vec<String> = (0..requests).map(|r| events_of(&format!("{tag}{r}"), n, make)).collect();
     let before = ALLOCS.load(Ordering::Relaxed);
     for m in msgs {
         ws.send(tungstenite::Message::text(m)).unwrap();
         let tungstenite::Message::Text(t) = ws.read().unwrap() else { panic!("an answer") };
-        assert!(t.contains("\"rejected\":[]"), "{t}");
+        assert!(t.contains(answer_has), "{t}");
     }
     (ALLOCS.load(Ordering::Relaxed) - before) as f64 / requests as f64
 }
@@ -137,12 +150,22 @@ fn no_allocation_per_event_on_the_http_and_websocket_paths() {
     req.headers_mut().insert("Cookie", "_fbp=fb.1.1700000000000.1234567890".parse().unwrap());
     req.headers_mut().insert("User-Agent", "UA alloc".parse().unwrap());
     let (mut ws, _) = tungstenite::client(req, TcpStream::connect(addr).unwrap()).unwrap();
-    ws_run(&mut ws, "wwarm", 100, 25);
-    let one = ws_run(&mut ws, "wone", 200, 1);
-    let many = ws_run(&mut ws, "wmany", 200, 25);
+    let taken = "\"rejected\":[]";
+    ws_run(&mut ws, "wwarm", 100, 25, browser_event, taken);
+    let one = ws_run(&mut ws, "wone", 200, 1, browser_event, taken);
+    let many = ws_run(&mut ws, "wmany", 200, 25, browser_event, taken);
     let per_event = (many - one) / 24.0;
     eprintln!("WebSocket: {one:.2} allocations per message of 1 event, {many:.2} of 25: {per_event:.3} per event");
     assert!(per_event < 0.05, "WebSocket: {per_event:.3} allocations per event");
+    // The rejection path too: each rejected event's message is written into the answer
+    // without a String of its own.
+    let stale = "\"reason\":\"event_too_old\"";
+    ws_run(&mut ws, "rwarm", 100, 25, stale_event, stale);
+    let one = ws_run(&mut ws, "rone", 200, 1, stale_event, stale);
+    let many = ws_run(&mut ws, "rmany", 200, 25, stale_event, stale);
+    let per_event = (many - one) / 24.0;
+    eprintln!("WebSocket, rejected: {one:.2} allocations per message of 1 event, {many:.2} of 25: {per_event:.3} per event");
+    assert!(per_event < 0.05, "WebSocket, rejected: {per_event:.3} allocations per event");
     drop(ws);
     drop(conn);
     server.shutdown(Duration::from_secs(2));

@@ -273,11 +273,18 @@ static NEEDS_ESCAPE: [bool; 256] = {
 
 /// Appends `s` as a JSON string literal. Runs of plain bytes are copied whole.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    let bytes = s.as_bytes();
     // One capacity check for the common case (nothing to escape); the event's strings
     // are most of a CAPI event's bytes, so this loop is the writer's hot spot.
-    out.reserve(bytes.len() + 2);
+    out.reserve(s.len() + 2);
     out.push(b'"');
+    write_escaped(out, s);
+    out.push(b'"');
+}
+
+/// Appends `s` escaped for the inside of a JSON string literal (no quotes), so that a
+/// string made of pieces is written without joining them first.
+pub fn write_escaped(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
@@ -308,7 +315,6 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
         i += 1;
     }
     out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
 }
 
 /// Whether any of the eight bytes in `w` is a control character, `"` or `\` (the bytes

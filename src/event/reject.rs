@@ -132,7 +132,7 @@ pub fn write_rejection_line(out: &mut Vec<u8>, event_id: Option<&str>, r: &Rejec
     out.extend_from_slice(b",\"reason\":");
     crate::event::json::write_str(out, r.reason.as_str());
     out.extend_from_slice(b",\"message\":");
-    crate::event::json::write_str(out, &r.to_string());
+    r.write_json(out);
     out.extend_from_slice(b"}\n");
 }
 
@@ -152,15 +152,41 @@ impl Rejection {
     }
 }
 
-impl std::fmt::Display for Rejection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl Rejection {
+    /// The message in pieces: `field: `, the detail with the number in place of `{n}`.
+    /// One walk serves `Display` and [`Rejection::write_json`].
+    fn pieces<E>(&self, mut piece: impl FnMut(&str) -> Result<(), E>) -> Result<(), E> {
         if !self.field.is_empty() {
-            write!(f, "{}: ", self.field)?;
+            piece(self.field)?;
+            piece(": ")?;
         }
         match self.detail.split_once("{n}") {
-            Some((before, after)) => write!(f, "{before}{}{after}", self.number),
-            None => f.write_str(self.detail),
+            Some((before, after)) => {
+                let mut digits = [0u8; 20];
+                let n = crate::event::ids::format_u64(self.number, &mut digits);
+                piece(before)?;
+                piece(std::str::from_utf8(n).expect("digits"))?;
+                piece(after)
+            }
+            None => piece(self.detail),
         }
+    }
+
+    /// Appends the message as a JSON string literal, without building it first (the
+    /// rejection path allocates nothing per event either).
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.push(b'"');
+        let _ = self.pieces(|p| {
+            crate::event::json::write_escaped(out, p);
+            Ok::<(), ()>(())
+        });
+        out.push(b'"');
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.pieces(|p| f.write_str(p))
     }
 }
 

@@ -433,7 +433,7 @@ impl CoreState {
                         rejected.extend_from_slice(b",\"reason\":");
                         write_str(rejected, r.reason.as_str());
                         rejected.extend_from_slice(b",\"message\":");
-                        write_str(rejected, &r.to_string());
+                        r.write_json(rejected);
                         rejected.push(b'}');
                     }
                 }

@@ -459,6 +459,9 @@ fn every_rejection_reason_has_one_clear_message() {
     for (input, reason, message) in &cases {
         let r = run(&mut t, input, &ctx()).expect_err("rejected");
         assert_eq!((r.reason, r.to_string().as_str()), (*reason, *message), "{input}");
+        let mut json = Vec::new();
+        r.write_json(&mut json);
+        assert_eq!(json, serde_json::to_vec(message).unwrap(), "the JSON answer says the same");
         covered.push(r.reason);
     }
     // A duplicate: the same event twice.
