@@ -105,6 +105,16 @@ fn push_events(core: &mut Core, pixel: u64, prefix: &str, n: usize) -> Vec<Strin
         .collect()
 }
 
+/// Delivery for `pixel` with a 64 KiB spool of 16 KiB segments, Meta answering every
+/// request with a transient error (code 2) until the test clears the faults.
+fn small_spool_meta_down(dir: &TempDir, sim: &SimHandle, pixel: u64) -> (Delivery, Vec<capig::deliver::handoff::CoreLink>) {
+    sim.set_faults(faults(&["2=1"])).unwrap();
+    let mut cfg = config(dir, sim, &[pixel]);
+    cfg.spool.max_bytes = 64 << 10;
+    cfg.spool.segment_bytes = 16 << 10;
+    Delivery::start(cfg).unwrap()
+}
+
 /// Pushes events `{prefix}{n}` for `pixel`, settling every `every` of them, until the
 /// spool refuses one; panics with `what` after `limit` events.
 fn fill_until_refused(core: &mut Core, pixel: u64, prefix: &str, every: usize, limit: usize, what: &str) {
@@ -359,11 +369,7 @@ fn a_full_spool_refuses_new_events_keeps_old_ones_and_delivers_them_later() {
     let pixel = 3_000_000_000_000_005;
     let dir = TempDir::new("full");
     let sim = sim();
-    sim.set_faults(faults(&["2=1"])).unwrap();
-    let mut cfg = config(&dir, &sim, &[pixel]);
-    cfg.spool.max_bytes = 64 << 10;
-    cfg.spool.segment_bytes = 16 << 10;
-    let (delivery, mut links) = Delivery::start(cfg).unwrap();
+    let (delivery, mut links) = small_spool_meta_down(&dir, &sim, pixel);
     let mut core = Core::new(links.remove(0), batches(5));
     fill_until_refused(&mut core, pixel, "f", 5, 10_000, "the spool never filled");
     let (_, err) = &core.refused[0];
@@ -500,11 +506,7 @@ fn a_resend_is_called_taken_only_once_its_original_is_stored() {
     let pixel = 3_000_000_000_000_011u64;
     let dir = TempDir::new("core-resend");
     let sim = sim();
-    sim.set_faults(faults(&["2=1"])).unwrap();
-    let mut cfg = config(&dir, &sim, &[pixel]);
-    cfg.spool.max_bytes = 64 << 10;
-    cfg.spool.segment_bytes = 16 << 10;
-    let (delivery, mut links) = Delivery::start(cfg).unwrap();
+    let (delivery, mut links) = small_spool_meta_down(&dir, &sim, pixel);
     let mut state = CoreState::new(Policies::allow_all(DedupConfig::default()), batches(1000), links.remove(0));
     let ctx = Context { now_ms: unix_now() * 1000, client_ip: Some("203.0.113.9"), user_agent: Some("Mozilla/5.0 (core test)"), ..Context::default() };
     let event = |id: &str| browser_event_of(&pixel.to_string(), id);
