@@ -80,8 +80,11 @@ pub struct CoreState {
 }
 
 impl CoreState {
-    pub fn new(policies: Policies, batch: BatchConfig, link: CoreLink) -> CoreState {
-        let max_event_bytes = link.max_payload().min(batch.max_bytes).saturating_sub(ENVELOPE_BYTES);
+    pub fn new(policies: Policies, mut batch: BatchConfig, link: CoreLink) -> CoreState {
+        // A batch is one spool record: it closes before it could outgrow one (a small
+        // spool cap would otherwise refuse a big generation's batch every time).
+        batch.max_bytes = batch.max_bytes.min(link.max_payload());
+        let max_event_bytes = batch.max_bytes.saturating_sub(ENVELOPE_BYTES);
         CoreState {
             open_fingerprints: Vec::new(),
             spare_fingerprints: Vec::new(),
