@@ -1040,8 +1040,9 @@ fn upstream_requests_are_batched_by_linger_across_cores_and_generations() {
         if linger_ms > 0 {
             assert!(per_request >= 100.0, "{per_request:.1} events per request: {stats:?}");
         } else {
-            // Each record (a core's generation of this pixel) goes at once.
-            assert!(per_request <= 10.0, "{per_request:.1} events per request: {stats:?}");
+            // Each record (a core's generation of this pixel) goes at once: about one
+            // event per request at this rate; the bound leaves room for a slow machine.
+            assert!(per_request <= 25.0, "{per_request:.1} events per request: {stats:?}");
         }
         assert!(gw.stop().success());
     }
