@@ -47,6 +47,9 @@ fn config(dir: &TempDir, sim: &SimHandle, pixels: &[u64]) -> DeliveryConfig {
             backoff: BackoffConfig { initial: Duration::from_millis(20), max: Duration::from_millis(200) },
             breaker: BreakerConfig { first_probe: Duration::from_secs(60), max_probe: Duration::from_secs(600) },
             seed: 42,
+            batch_size: 1000,
+            batch_bytes: 4 << 20,
+            linger: Duration::from_millis(20),
         },
         cores: 1,
         handoff_batches: 64,
@@ -165,8 +168,9 @@ fn batches_of_at_most_1000_from_two_cores_reach_the_simulator() {
     sent.sort();
     assert_eq!(got, sent, "every event exactly once");
     let stats = sim.stats();
-    // 2,500 per core in batches of ≤ 1,000 (the simulator refuses more, as Meta does).
-    assert!(stats.requests_accepted >= 6, "{stats:?}");
+    // 5,000 events in requests of ≤ 1,000 (the simulator refuses more, as Meta does),
+    // composed across the cores' batches.
+    assert!(stats.requests_accepted >= 5, "{stats:?}");
     assert_eq!(stats.requests_rejected, 0, "{stats:?}");
     assert_eq!(counter("capig_events_forwarded_total", &[("pixel", &P.to_string())]), 5000);
     assert_eq!(counter("capig_spool_events_total", &[("pixel", &P.to_string())]), 5000);

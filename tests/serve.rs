@@ -966,3 +966,84 @@ fn a_full_disk_heals_by_itself_once_an_operator_frees_space() {
     assert_eq!(log.matches("room again").count(), 1, "{log}");
     assert!(gw.stop().success());
 }
+
+/// Feeds `per_second` server API events (one per request) over 4 keep-alive
+/// connections for `duration`; the ids the gateway acknowledged (202).
+fn feed_keep_alive(gw: &Gateway, prefix: &str, per_second: u32, duration: Duration) -> Vec<String> {
+    let addr = gw.http;
+    let interval = Duration::from_secs(4) / per_second;
+    let threads: Vec<_> = (0..4)
+        .map(|c| {
+            let prefix = format!("{prefix}{c}");
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let (start, mut acked) = (Instant::now(), Vec::new());
+                for i in 0u32.. {
+                    let due = start + interval * i;
+                    if due.duration_since(start) >= duration {
+                        break;
+                    }
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    let id = format!("{prefix}-{i}");
+                    let event = serde_json::json!({
+                        "event_name": "Purchase", "event_id": id, "event_time": unix_now(), "action_source": "website",
+                        "event_source_url": "https://www.shop.example/checkout",
+                        "user_data": {"em": [HASH], "client_user_agent": "Mozilla/5.0 (linger test)", "client_ip_address": "2001:db8::9"},
+                        "custom_data": {"value": 12.5, "currency": "EUR"},
+                    });
+                    let body = serde_json::json!({"data": [event], "accessKey": GW_KEY}).to_string();
+                    let req = format!(
+                        "POST /capi/{GW_PIXEL}/events HTTP/1.1\r\nHost: {GW_HOST}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    s.write_all(req.as_bytes()).unwrap();
+                    let (status, _, answer) = read_response(&mut s).expect("an answer on the kept-alive connection");
+                    assert_eq!(status, 202, "{answer}");
+                    acked.push(id);
+                }
+                acked
+            })
+        })
+        .collect();
+    threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
+}
+
+/// Issue 12 §1: what reaches the Graph API is batched per pixel across cores and
+/// generations, closed at `linger_ms` after its first event; each answer still waits
+/// only for the group commit of its own events.
+#[test]
+fn upstream_requests_are_batched_by_linger_across_cores_and_generations() {
+    let pixel: u64 = GW_PIXEL.parse().unwrap();
+    for (linger_ms, seconds) in [(1000u64, 3u64), (0, 2)] {
+        let dir = TempDir::new("serve-linger");
+        let sim = sim();
+        let gw = Gateway::start(
+            &gateway_config(&dir, &sim.url(), false, ""),
+            &["--set", &format!("upstream.linger_ms={linger_ms}")],
+        );
+        let started = Instant::now();
+        let acked = feed_keep_alive(&gw, &format!("l{linger_ms}-"), 200, Duration::from_secs(seconds));
+        let fed_in = started.elapsed();
+        assert!(acked.len() >= 150 * seconds as usize, "only {} events acknowledged", acked.len());
+        assert_each_once(&sim, pixel, acked.clone(), Duration::from_secs(5));
+        let stats = sim.stats();
+        let per_request = stats.events_received as f64 / stats.requests as f64;
+        eprintln!(
+            "linger_ms = {linger_ms}: {} events acknowledged in {fed_in:?}, {} Graph requests, {per_request:.1} events per request",
+            acked.len(),
+            stats.requests
+        );
+        assert_eq!(stats.requests_rejected, 0, "{stats:?}");
+        if linger_ms > 0 {
+            assert!(per_request >= 100.0, "{per_request:.1} events per request: {stats:?}");
+        } else {
+            // Each record (a core's generation of this pixel) goes at once: about one
+            // event per request at this rate; the bound leaves room for a slow machine.
+            assert!(per_request <= 25.0, "{per_request:.1} events per request: {stats:?}");
+        }
+        assert!(gw.stop().success());
+    }
+}

@@ -14,6 +14,11 @@
 //!   per-pixel slots are created once per pixel; closing a batch moves its buffer out.
 //! - A batch closes at `max_events` (Meta takes at most 1,000 per request), before its
 //!   request body would exceed `max_bytes`, or `linger` after its first event.
+//!   In `capig serve` the cores close their batches at every group-commit generation
+//!   instead (a batch is the unit of durability, one spool record), and the Graph
+//!   requests are composed from those records per pixel by the delivery scheduler
+//!   (`schedule`), which applies `batch_size`, `batch_bytes` and `linger_ms`;
+//!   [`Batcher::poll_linger`] serves `capig send` and the tests.
 //! - A rejected write leaves the batch exactly as it was (no dangling comma).
 //!
 //! Two ways in: [`Batcher::push_with`] lets the transform write straight into the open

@@ -51,10 +51,10 @@ use super::batch::request_body;
 use super::deadletter::{DeadLetterConfig, DeadLetterError, DeadLetters};
 use super::handoff::{CoreLink, Done, Handoff, Origin, Shared, SubmitError};
 use super::policy::{BackoffConfig, BreakerConfig, MetaError, Outcome};
-use super::schedule::{Action, DeadLetter, LaneStatus, Part, Scheduler, SchedulerConfig};
+use super::schedule::{Action, DeadLetter, LaneStatus, Part, Request, Scheduler, SchedulerConfig};
 use super::sender::{Sender, SenderConfig, SenderError};
 use super::spool::{RecordId, Spool, SpoolConfig, SpoolError};
-use crate::config::{Config, Secret};
+use crate::config::{Config, Secret, MAX_BATCH_EVENTS};
 use crate::event::policy::PixelId;
 
 /// Default bound of one pixel's pending batches held in memory: 64 MiB.
@@ -103,6 +103,9 @@ impl DeliveryConfig {
                 backoff: BackoffConfig::from(&c.upstream),
                 breaker: BreakerConfig::default(),
                 seed: seed(),
+                batch_size: c.upstream.batch_size.clamp(1, MAX_BATCH_EVENTS),
+                batch_bytes: c.upstream.batch_bytes,
+                linger: c.upstream.linger(),
             },
             cores,
             handoff_batches: DEFAULT_HANDOFF_BATCHES,
@@ -487,6 +490,7 @@ impl Writer {
                 oldest_time: p.oldest_time,
                 payload: Bytes::from(p.payload),
                 received: None,
+                group: 0,
             };
             route(
                 &mut self.windows,
@@ -522,6 +526,7 @@ impl Writer {
                         oldest_time: b.oldest_event_time,
                         payload: Bytes::from(b.payload),
                         received: Some(b.opened),
+                        group: 0,
                     },
                 });
             }
@@ -729,6 +734,7 @@ impl Writer {
                 oldest_time: p.oldest_time,
                 payload: Bytes::from(p.payload),
                 received: None,
+                group: 0,
             });
         }
         w.spilled_from = next;
@@ -798,7 +804,7 @@ async fn drive(
     commands: CbSender<Command>,
     mut control: mpsc::UnboundedReceiver<Control>,
 ) {
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Part, Outcome)>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Request, Outcome)>();
     let mut actions: VecDeque<Action> = VecDeque::new();
     let mut buf = Vec::new();
     let mut stop_at: Option<Instant> = None;
@@ -809,10 +815,10 @@ async fn drive(
         }
         while let Some(a) = actions.pop_front() {
             match a {
-                Action::Send(part) => {
-                    let Some((token, body)) = routes.get(&part.pixel).and_then(|r| {
+                Action::Send(req) => {
+                    let Some((token, body)) = routes.get(&req.pixel).and_then(|r| {
                         let token = r.token.as_ref()?.expose().to_owned();
-                        Some((token, request_body(&part.payload, r.test_event_code.as_deref())))
+                        Some((token, request_body(&req.payload, r.test_event_code.as_deref())))
                     }) else {
                         // No token for this pixel: hold its batches behind the breaker
                         // until a reload brings one; nothing is sent without a token.
@@ -822,19 +828,19 @@ async fn drive(
                             subcode: None,
                             message: format!(
                                 "capig has no access token for pixel {}: set its access_token_file and reload",
-                                part.pixel
+                                req.pixel
                             ),
                             fbtrace_id: None,
                         };
-                        sched.complete(part, Outcome::Breaker(err), Instant::now(), &mut buf);
+                        sched.complete(req, Outcome::Breaker(err), Instant::now(), &mut buf);
                         actions.extend(buf.drain(..));
                         continue;
                     };
                     let sender = sender.clone();
                     let done = done_tx.clone();
                     tokio::spawn(async move {
-                        let outcome = sender.send(part.pixel, &token, body).await;
-                        let _ = done.send((part, outcome));
+                        let outcome = sender.send(req.pixel, &token, body).await;
+                        let _ = done.send((req, outcome));
                     });
                 }
                 Action::Ack(id) => {
@@ -862,8 +868,8 @@ async fn drive(
                     sched.push(part);
                 }
             }
-            Some((part, outcome)) = done_rx.recv() => {
-                sched.complete(part, outcome, Instant::now(), &mut buf);
+            Some((req, outcome)) = done_rx.recv() => {
+                sched.complete(req, outcome, Instant::now(), &mut buf);
                 actions.extend(buf.drain(..));
             }
             Some(c) = control.recv() => match c {

@@ -1,4 +1,5 @@
-//! The delivery scheduler: which batch goes to Meta next, and what to do with the answer.
+//! The delivery scheduler: which events go to Meta next, in which request, and what to
+//! do with the answer.
 //!
 //! Sans-IO: [`Scheduler::poll`] and [`Scheduler::complete`] take an explicit `now` (and
 //! the Unix time for the 7-day limit) and return [`Action`]s; the delivery thread
@@ -6,8 +7,18 @@
 //! record or to dead-letter events. Tests drive it with made-up outcomes and clocks.
 //!
 //! Design constraints:
+//! - **Upstream batching is the scheduler's, durability the cores'.** The cores close a
+//!   batch at every group-commit generation, so an answer waits only for the commit of
+//!   its own events; each batch is one spool record, pushed here as a [`Part`] once
+//!   durable. A [`Request`] to Meta is composed from the free parts at the front of a
+//!   lane's queue — records of any core and generation — and goes once it holds
+//!   `batch_size` events, once one more part would pass `batch_bytes`, or `linger` after
+//!   the first event of its oldest part. Lingering thus costs no disk write and delays no
+//!   answer. `linger = 0` sends each part alone, at once. Parts from before a restart
+//!   (`received: None`) and parts back from a retry are old: they go at once, with what
+//!   is queued behind them.
 //! - **One lane per pixel**, each with its own queue, requests in flight, backoff, circuit
-//!   breaker and "slow down" limit. Lanes are served round-robin, one batch each per
+//!   breaker and "slow down" limit. Lanes are served round-robin, one request each per
 //!   round, so one pixel's backlog, throttling or broken token never delays another
 //!   pixel: a lane that cannot send (breaker open, backing off, at its limit) is simply
 //!   skipped.
@@ -16,8 +27,14 @@
 //!   oldest batch is retried first. With `concurrency` > 1 up to that many batches are in
 //!   flight at once and Meta may see them in any order among themselves.
 //! - **A record is acknowledged once every part of it is resolved**: delivered, or in the
-//!   dead-letter store. [`Action::DeadLetter`] for a record's part always comes before its
-//!   [`Action::Ack`], so the writer stores the dead letters before it drops the record.
+//!   dead-letter store. Acks are per record, never per request: a request that succeeds
+//!   resolves each of its parts. [`Action::DeadLetter`] for a record's part always comes
+//!   before its [`Action::Ack`], so the writer stores the dead letters before it drops
+//!   the record.
+//! - **Bisection** (Meta's code 100): a composed request is halved along its parts (by
+//!   events), a single part within its payload; each half becomes a *group*
+//!   ([`Part::group`]) that is sent as it is, alone, so the halving converges on the
+//!   invalid event whatever arrives meanwhile.
 //! - Throttling (`slow_down`) halves the lane's limit of requests in flight (at least one);
 //!   every success raises it by one again, up to `concurrency`.
 //! - Expiry: a part whose oldest event would pass Meta's 7-day limit before delivery is
@@ -26,11 +43,12 @@
 //! - Payloads are [`Bytes`]: bisecting a batch slices it, no copy.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hyper::body::Bytes;
 use serde::Deserialize;
 
+use super::batch::ENVELOPE_BYTES;
 use super::deadletter::Reason;
 use super::policy::{
     self, Admit, Backoff, BackoffConfig, Bisect, Breaker, BreakerConfig, BreakerState, Halves,
@@ -56,13 +74,47 @@ pub struct Part {
     pub payload: Bytes,
     /// When the first event of its batch reached capig (`None` after a restart).
     pub received: Option<Instant>,
+    /// 0: may be composed with its lane's other free parts. Otherwise the parts of one
+    /// group go together and with nothing else (the halves of a bisection).
+    pub group: u32,
+}
+
+/// One Graph request: consecutive parts of one pixel's queue, composed into one body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub pixel: PixelId,
+    /// In spool order; each is resolved (acknowledged or dead-lettered) on its own.
+    pub parts: Vec<Part>,
+    pub events: u32,
+    /// The parts' payloads joined by commas (the single part's payload, uncopied).
+    pub payload: Bytes,
+}
+
+impl Request {
+    fn new(pixel: PixelId, parts: Vec<Part>) -> Request {
+        let events = parts.iter().map(|p| p.events).sum();
+        let payload = if parts.len() == 1 {
+            parts[0].payload.clone()
+        } else {
+            let len = parts.iter().map(|p| p.payload.len() + 1).sum::<usize>();
+            let mut b = Vec::with_capacity(len);
+            for p in &parts {
+                if !b.is_empty() {
+                    b.push(b',');
+                }
+                b.extend_from_slice(&p.payload);
+            }
+            Bytes::from(b)
+        };
+        Request { pixel, parts, events, payload }
+    }
 }
 
 /// What the driver must do.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
-    /// Send this part; report its outcome with [`Scheduler::complete`].
-    Send(Part),
+    /// Send this request; report its outcome with [`Scheduler::complete`].
+    Send(Request),
     /// Every part of the record is resolved: acknowledge it in the spool.
     Ack(RecordId),
     /// Store these events in the dead-letter store.
@@ -91,6 +143,14 @@ pub struct SchedulerConfig {
     pub breaker: BreakerConfig,
     /// Seeds the jitter.
     pub seed: u64,
+    /// Events per request (`upstream.batch_size`, at most 1,000).
+    pub batch_size: usize,
+    /// Upper bound of a request body (`upstream.batch_bytes`); a single part larger
+    /// than this still goes, alone.
+    pub batch_bytes: usize,
+    /// How long a request waits for more parts after the first event of its oldest
+    /// part reached capig (`upstream.linger_ms`). Zero: each part goes alone, at once.
+    pub linger: Duration,
 }
 
 /// A lane's state for status pages and metrics.
@@ -129,6 +189,8 @@ pub struct Scheduler {
     records: HashMap<RecordId, u32>,
     rng: Rng,
     bisect: Bisect,
+    /// The last group number given (see [`Part::group`]).
+    groups: u32,
 }
 
 #[derive(Deserialize)]
@@ -145,6 +207,7 @@ impl Scheduler {
             records: HashMap::new(),
             rng: Rng::new(cfg.seed),
             bisect: Bisect::default(),
+            groups: 0,
         }
     }
 
@@ -221,7 +284,7 @@ impl Scheduler {
     }
 
     /// When [`Scheduler::poll`] may have something new to do without any other event
-    /// (a backoff or a breaker probe time passing).
+    /// (a backoff or a breaker probe time passing, a lingering request coming of age).
     pub fn next_deadline(&self) -> Option<Instant> {
         self.lanes
             .iter()
@@ -232,19 +295,17 @@ impl Scheduler {
                     .trip()
                     .filter(|_| l.breaker.state() == BreakerState::Open)
                     .map(|t| t.next_probe);
-                match (l.not_before, probe) {
-                    (Some(a), Some(b)) => Some(a.max(b)),
-                    (a, b) => a.or(b),
-                }
+                let linger = plan(l, &self.cfg).and_then(|p| p.ready_at);
+                [l.not_before, probe, linger].into_iter().flatten().max()
             })
             .min()
     }
 
-    /// Books Meta's answer (or its absence) for a part sent earlier.
-    pub fn complete(&mut self, part: Part, outcome: Outcome, now: Instant, out: &mut Vec<Action>) {
+    /// Books Meta's answer (or its absence) for a request sent earlier.
+    pub fn complete(&mut self, req: Request, outcome: Outcome, now: Instant, out: &mut Vec<Action>) {
         let concurrency = self.cfg.concurrency.max(1);
-        let i = self.lane(part.pixel);
-        let pixel_label = part.pixel.to_string();
+        let i = self.lane(req.pixel);
+        let pixel_label = req.pixel.to_string();
         let lane = &mut self.lanes[i];
         lane.in_flight = lane.in_flight.saturating_sub(1);
         lane.breaker.record(now, &outcome);
@@ -258,14 +319,16 @@ impl Scheduler {
                 lane.not_before = None;
                 lane.limit = (lane.limit + 1).min(concurrency);
                 metrics::counter!("capig_events_forwarded_total", "pixel" => pixel_label.clone())
-                    .increment(u64::from(part.events));
+                    .increment(u64::from(req.events));
                 metrics::counter!("capig_bytes_forwarded_total", "pixel" => pixel_label.clone())
-                    .increment(part.payload.len() as u64);
-                if let Some(t) = part.received {
-                    metrics::histogram!("capig_delivery_latency_seconds", "pixel" => pixel_label)
-                        .record(now.saturating_duration_since(t).as_secs_f64());
+                    .increment(req.payload.len() as u64);
+                for part in req.parts {
+                    if let Some(t) = part.received {
+                        metrics::histogram!("capig_delivery_latency_seconds", "pixel" => pixel_label.clone())
+                            .record(now.saturating_duration_since(t).as_secs_f64());
+                    }
+                    self.resolve(part.record, out);
                 }
-                self.resolve(part.record, out);
             }
             Outcome::Retry { slow_down, cause } => {
                 let delay = lane.backoff.next_delay(&mut self.rng);
@@ -275,14 +338,40 @@ impl Scheduler {
                 }
                 metrics::counter!("capig_delivery_retries_total", "pixel" => pixel_label, "code" => retry_code(&cause))
                     .increment(1);
-                insert_in_order(&mut lane.queue, part);
+                for part in req.parts {
+                    insert_in_order(&mut lane.queue, part);
+                }
             }
             Outcome::Breaker(_) => {
-                // The breaker (opened by `record` above) holds the lane; the batch waits.
-                insert_in_order(&mut lane.queue, part);
+                // The breaker (opened by `record` above) holds the lane; the parts wait.
+                for part in req.parts {
+                    insert_in_order(&mut lane.queue, part);
+                }
             }
             Outcome::Bisect(err) => {
                 lane.backoff.reset();
+                let mut parts = req.parts;
+                if parts.len() > 1 {
+                    // A composed request: halve it along its parts (by events), each
+                    // half a group of its own so that it goes alone.
+                    let half = req.events.div_ceil(2);
+                    let (mut k, mut acc) = (0, 0);
+                    while k < parts.len() - 1 && (k == 0 || acc < half) {
+                        acc += parts[k].events;
+                        k += 1;
+                    }
+                    let right = parts.split_off(k);
+                    let (gl, gr) = (self.next_group(), self.next_group());
+                    let lane = &mut self.lanes[i];
+                    for (half, g) in [(parts, gl), (right, gr)] {
+                        for mut p in half {
+                            p.group = g;
+                            insert_in_order(&mut lane.queue, p);
+                        }
+                    }
+                    return;
+                }
+                let part = parts.pop().expect("a request has a part");
                 match self.bisect.halves(&part.payload) {
                     Ok(Halves::Split {
                         left,
@@ -291,13 +380,15 @@ impl Scheduler {
                         right_events,
                     }) => {
                         let base = part.payload.as_ptr() as usize;
-                        let mk = |half: &[u8], events: u32| Part {
+                        let (gl, gr) = (self.next_group(), self.next_group());
+                        let mk = |half: &[u8], events: u32, group: u32| Part {
                             offset: part.offset + (half.as_ptr() as usize - base) as u32,
                             events,
                             payload: part.payload.slice_ref(half),
+                            group,
                             ..part.clone()
                         };
-                        let (l, r) = (mk(left, left_events), mk(right, right_events));
+                        let (l, r) = (mk(left, left_events, gl), mk(right, right_events, gr));
                         *self.records.entry(part.record).or_insert(1) += 1;
                         let lane = &mut self.lanes[i];
                         insert_in_order(&mut lane.queue, l);
@@ -313,18 +404,28 @@ impl Scheduler {
             }
             Outcome::DeadLetter(err) => {
                 lane.backoff.reset();
-                self.dead_letter(&part, Reason::MetaRejected, Some(err), out);
-                self.resolve(part.record, out);
+                for part in req.parts {
+                    self.dead_letter(&part, Reason::MetaRejected, Some(err.clone()), out);
+                    self.resolve(part.record, out);
+                }
             }
         }
     }
 
+    fn next_group(&mut self) -> u32 {
+        self.groups = self.groups.wrapping_add(1).max(1);
+        self.groups
+    }
+
     fn dispatch_one(&mut self, i: usize, now: Instant, now_unix: u64, out: &mut Vec<Action>) -> bool {
         let lane = &mut self.lanes[i];
-        if lane.queue.is_empty()
-            || lane.in_flight >= lane.limit
-            || lane.not_before.is_some_and(|t| now < t)
-        {
+        if lane.in_flight >= lane.limit || lane.not_before.is_some_and(|t| now < t) {
+            return false;
+        }
+        let Some(plan) = plan(lane, &self.cfg) else {
+            return false;
+        };
+        if plan.ready_at.is_some_and(|t| now < t) {
             return false;
         }
         // A probe goes alone: while the breaker is not closed, wait for what is in
@@ -336,13 +437,33 @@ impl Scheduler {
             Admit::Send | Admit::Probe => {}
             Admit::Hold { .. } => return false,
         }
-        let part = lane.queue.pop_front().expect("checked non-empty");
-        let Some(part) = self.drop_expired(part, now_unix, out) else {
-            return true;
+        let parts: Vec<Part> = match plan.take {
+            Take::Prefix(n) => lane.queue.drain(..n).collect(),
+            Take::Group(g) => {
+                let mut taken = Vec::new();
+                let mut k = 0;
+                while k < lane.queue.len() {
+                    if lane.queue[k].group == g {
+                        taken.extend(lane.queue.remove(k));
+                    } else {
+                        k += 1;
+                    }
+                }
+                taken
+            }
         };
-        let lane = &mut self.lanes[i];
-        lane.in_flight += 1;
-        out.push(Action::Send(part));
+        let pixel = lane.pixel;
+        let mut kept = Vec::with_capacity(parts.len());
+        for part in parts {
+            if let Some(p) = self.drop_expired(part, now_unix, out) {
+                kept.push(p);
+            }
+        }
+        if kept.is_empty() {
+            return true;
+        }
+        self.lanes[i].in_flight += 1;
+        out.push(Action::Send(Request::new(pixel, kept)));
         true
     }
 
@@ -434,6 +555,63 @@ impl Scheduler {
         });
         self.lanes.len() - 1
     }
+}
+
+/// Which parts a lane's next request takes.
+enum Take {
+    /// The first `n` parts of the queue.
+    Prefix(usize),
+    /// Every part of this group.
+    Group(u32),
+}
+
+/// A lane's next request, and from when it may go (`None`: now).
+struct Plan {
+    take: Take,
+    ready_at: Option<Instant>,
+}
+
+/// Composes the lane's next request: a bisection's group as it is; otherwise the free
+/// parts at the front of the queue, up to `batch_size` events and `batch_bytes`, ready
+/// once full or `linger` after the first event of its oldest part (at once for a part
+/// from before a restart: it has waited long enough).
+fn plan(lane: &Lane, cfg: &SchedulerConfig) -> Option<Plan> {
+    let front = lane.queue.front()?;
+    if front.group != 0 {
+        return Some(Plan { take: Take::Group(front.group), ready_at: None });
+    }
+    if cfg.linger.is_zero() {
+        return Some(Plan { take: Take::Prefix(1), ready_at: None });
+    }
+    let max_events = cfg.batch_size.max(1) as u64;
+    let max_bytes = cfg.batch_bytes.saturating_sub(ENVELOPE_BYTES);
+    let (mut n, mut events, mut bytes) = (0usize, 0u64, 0usize);
+    let (mut first, mut full, mut restarted) = (None::<Instant>, false, false);
+    for p in &lane.queue {
+        if p.group != 0 {
+            break;
+        }
+        let e = events + u64::from(p.events);
+        let b = bytes + usize::from(n > 0) + p.payload.len();
+        if n > 0 && (e > max_events || b > max_bytes) {
+            full = true;
+            break;
+        }
+        (n, events, bytes) = (n + 1, e, b);
+        match p.received {
+            Some(t) => first = Some(first.map_or(t, |f| f.min(t))),
+            None => restarted = true,
+        }
+        if events >= max_events || bytes >= max_bytes {
+            full = true;
+            break;
+        }
+    }
+    let ready_at = match first {
+        Some(t) if !full && !restarted => Some(t + cfg.linger),
+        _ => None,
+    };
+    Some(Plan { take: Take::Prefix(n), ready_at })
 }
 
 /// Puts `part` at its place in spool order; new batches go to the back at once, and a
