@@ -4,7 +4,9 @@
 //! CAPI-shaped events to the server-to-gateway API; capig turns them into Conversions
 //! API events and delivers them to the Graph API without losing any.
 //!
-//! See `docs/ARCHITECTURE.md` for the bird's-eye view and the code map. The modules:
+//! See `docs/ARCHITECTURE.md` for the bird's-eye view and the code map, `docs/DESIGN.md`
+//! for the design and the names other programs rely on, and `docs/CAPI.md` for the facts
+//! about Meta's APIs that the code relies on. The modules:
 //! - [`config`]: the TOML configuration, its validation and `--set` overrides;
 //! - [`event`]: the browser event model, normalization and hashing, the transform;
 //! - [`deliver`]: batches, the hand-off, the durable spool, the sender and the scheduler;

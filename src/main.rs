@@ -1,6 +1,6 @@
 //! The `capig` command: the gateway's tools and servers.
 //!
-//! Subcommands (names are stable; DESIGN.md lists them):
+//! Subcommands (names are stable; docs/DESIGN.md, "Commands", lists them):
 //! - `capig transform`: browser events on stdin → the CAPI events capig would send;
 //! - `capig normalize FIELD VALUE`: one `user_data` value normalized and hashed;
 //! - `capig check-config --config FILE`: validate a configuration;

@@ -60,7 +60,7 @@
       return r;
     }
 
-    // One browser event object (DESIGN.md) for one pixel.
+    // One browser event object (docs/DESIGN.md, "Browser event object") for one pixel.
     function event(pixel, name, params, id) {
       var ud = copy(userData[pixel]);
       var fbp = cookie('_fbp'), fbc = cookie('_fbc');

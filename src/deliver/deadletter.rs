@@ -8,7 +8,7 @@
 //! `fbtrace_id` are Meta's and absent when there were none; `event` is the CAPI event
 //! object exactly as the transform produced it (already hashed), only with raw line
 //! breaks (JSON whitespace) turned into spaces. The store never adds anything to it: no
-//! clear-text personal data enters here unless the caller hands it in (see DESIGN.md,
+//! clear-text personal data enters here unless the caller hands it in (see docs/DESIGN.md,
 //! "Architecture invariants"). Meta's messages name fields, not values.
 //!
 //! # Durability

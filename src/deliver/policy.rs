@@ -5,7 +5,7 @@
 //! splits a payload in memory, [`expired`] compares Unix seconds. The sender is the thin
 //! driver that applies them; tests need neither sockets nor clocks.
 //!
-//! Classes (reference §5.3; classify by `code`, never by `type`):
+//! Classes (docs/CAPI.md, "Answers and errors"; classify by `code`, never by `type`):
 //! - retry with backoff: codes 1, 2, 341, 368, HTTP 5xx and any answer that is not
 //!   Graph's error envelope (an HTML page from a proxy, an empty or cut body), timeouts
 //!   and connection errors; also unknown codes Meta marks `is_transient`;

@@ -1,5 +1,5 @@
-//! The browser event object (DESIGN.md, "Browser event object") as borrowed views into
-//! the parsed tape.
+//! The browser event object (docs/DESIGN.md, "Browser event object") as borrowed views
+//! into the parsed tape.
 //!
 //! Layout, following CAPI's server event: `pixel_id`, `event_name`, `event_id`,
 //! `event_time` (Unix seconds), `event_source_url`, `referrer_url`, `action_source`

@@ -1,7 +1,7 @@
 //! `custom_data`: Meta's standard parameters converted from the types the Meta Pixel
 //! documents to the types the Conversions API expects, and written into the CAPI event
-//! (reference §2.4 for CAPI's side; the pixel's `fbq('track', …)` reference for the
-//! other).
+//! (docs/CAPI.md, "Custom data", for both sides: CAPI's types and those of the pixel's
+//! `fbq('track', …)` reference).
 //!
 //! Page code fills `fbq` parameters with whatever JavaScript values it has at hand, and
 //! the pixel's own reference gives several of them other types than CAPI's: `status` is a

@@ -1,7 +1,8 @@
 //! The `_fbp` (browser id) and `_fbc` (click id) formats, and `fbclid` in page URLs.
 //!
-//! Formats (reference §3.1): `fb.{subdomainIndex}.{creationTimeMs}.{payload}` with an
-//! optional fifth segment, the param-builder "appendix" (`fb.1.1554763741205.IwAR….ABcDEFGh`).
+//! Formats (docs/CAPI.md, "fbp and fbc"): `fb.{subdomainIndex}.{creationTimeMs}.{payload}`
+//! with an optional fifth segment, the param-builder "appendix"
+//! (`fb.1.1554763741205.IwAR….ABcDEFGh`).
 //! For `_fbp` the payload is a random number; for `_fbc` it is the `fbclid` of the ad
 //! click, which is case-sensitive: these values are checked, never rewritten.
 //!
@@ -80,7 +81,7 @@ pub fn cookie<'h>(header: &'h str, name: &str) -> Option<&'h str> {
 }
 
 /// Writes `fb.1.{now_ms}.{fbclid}`, the `fbc` Meta asks for when only the click id is
-/// known (reference §3.2; subdomain index 1 when no cookie was set).
+/// known (docs/CAPI.md, "fbp and fbc"; subdomain index 1 when no cookie was set).
 pub fn write_fbc(out: &mut Vec<u8>, now_ms: u64, fbclid: &str) {
     out.extend_from_slice(b"fb.1.");
     let mut digits = [0u8; 20];

@@ -2,8 +2,8 @@
 //!
 //! Meta matches events to people by comparing SHA-256 digests, so a value only matches if
 //! capig normalizes it byte for byte the way Meta (and the pixel on the same page) does.
-//! The rules are Meta's (reference `capi.md` §2.2); where Meta is silent, the choice below
-//! takes the best of what Meta's SDKs and other gateways do (§2.3) and says why.
+//! The rules are Meta's (docs/CAPI.md, "Normalization"); where Meta is silent, the choice
+//! below takes the best of what Meta's SDKs and other gateways do and says why.
 //!
 //! Design constraints: this runs on the ingestion hot path, once per personal field of
 //! every event. The caller passes a `scratch` string that it reuses across calls, so a call

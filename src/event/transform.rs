@@ -10,7 +10,8 @@
 //! buffer (simd-json unescaped them in place), hashing writes into fixed arrays, the
 //! output buffer and the scratch string keep their capacity.
 //!
-//! What it does, in order (reference §1.4, §2, §3):
+//! What it does, in order (Meta's rules: docs/CAPI.md, "Server event fields", "Event time
+//! limits", "User data", "fbp and fbc"):
 //! 1. collect the fields ([`BrowserEvent::from_val`]); duplicate keys are refused;
 //! 2. pixel: from the request (server API URL) or the event; policy: unknown or disabled
 //!    pixel, blocked event name, revoked consent are refused with their reason;
@@ -37,7 +38,7 @@ use super::normalize::{self, UserField};
 use super::policy::{parse_pixel_id, url_host, PixelId, Policies};
 use super::reject::{Counters, Dropped, Reason, Rejection};
 
-/// Meta refuses events older than this (reference §1.4).
+/// Meta refuses events older than this (docs/CAPI.md, "Event time limits").
 pub const MAX_AGE_SECS: u64 = 7 * 24 * 3600;
 /// …except `physical_store` events, which may be uploaded within 62 days.
 pub const MAX_AGE_PHYSICAL_STORE_SECS: u64 = 62 * 24 * 3600;
@@ -50,7 +51,7 @@ pub const MAX_EVENT_ID: usize = 512;
 /// Longest URL or user agent accepted.
 pub const MAX_URL: usize = 8192;
 
-/// The action sources CAPI knows (reference §2.1).
+/// The action sources CAPI knows (docs/CAPI.md, "Server event fields").
 pub const ACTION_SOURCES: &[&str] = &[
     "email",
     "website",
@@ -63,7 +64,8 @@ pub const ACTION_SOURCES: &[&str] = &[
     "other",
 ];
 
-/// `user_data` keys that are never hashed and are forwarded as they came (reference §2.2).
+/// `user_data` keys that are never hashed and are forwarded as they came (docs/CAPI.md,
+/// "Hashing").
 const PLAIN_USER_KEYS: &[&str] = &[
     "subscription_id",
     "fb_login_id",
@@ -543,9 +545,9 @@ fn consent_granted(v: Val<'_, '_>) -> Result<bool, Rejection> {
     }
 }
 
-/// Limited Data Use (reference §2.1): only `"LDU"` is a valid option; country is 0
-/// (geolocate) or 1 (USA), state 0 (geolocate) or 1000 (California); with LDU and no
-/// country/state, Meta geolocates (0, 0).
+/// Limited Data Use (docs/CAPI.md, "Server event fields"): only `"LDU"` is a valid option;
+/// country is 0 (geolocate) or 1 (USA), state 0 (geolocate) or 1000 (California); with
+/// LDU and no country/state, Meta geolocates (0, 0).
 fn write_ldu(out: &mut Vec<u8>, e: &BrowserEvent<'_, '_>) -> Result<(), Rejection> {
     const BAD: Rejection = Rejection::new(
         Reason::InvalidDataProcessingOptions,

@@ -3,12 +3,12 @@
 //! `proto::websocket`) and the event work `CoreState`'s; this module moves bytes between
 //! sockets and them, and waits where a client must wait (for its events to be durable).
 //!
-//! Routes (DESIGN.md): `POST /capig/events` (browser events, JSON or `text/plain`, CORS
-//! for the domains' origins, `OPTIONS` preflight), `GET /capig/ws` (WebSocket),
-//! `POST /capi/{pixel_id}/events` (the server API: `202` once durable), `GET /healthz`,
-//! `GET /readyz`. Answers to browsers are `{"stored":[ids],"rejected":[…]}` once the
-//! stored events are durable; a WebSocket gets the same object as a text message per
-//! message it sent.
+//! Routes (docs/DESIGN.md, "Gateway endpoints"): `POST /capig/events` (browser events,
+//! JSON or `text/plain`, CORS for the domains' origins, `OPTIONS` preflight),
+//! `GET /capig/ws` (WebSocket), `POST /capi/{pixel_id}/events` (the server API: `202`
+//! once durable), `GET /healthz`, `GET /readyz`. Answers to browsers are
+//! `{"stored":[ids],"rejected":[…]}` once the stored events are durable; a WebSocket gets
+//! the same object as a text message per message it sent.
 //!
 //! Hot path: one read buffer and one write buffer per connection, reused for every
 //! request; the body is parsed where it lies; header views borrow the buffer; no lock is

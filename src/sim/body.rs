@@ -1,7 +1,7 @@
 //! Decoding a `POST /{version}/{pixel_id}/events` request into its Graph parameters:
 //! sans-IO, from the query string, the `Content-Type` and the body bytes.
 //!
-//! Encodings accepted, as real clients send them (reference §1.1):
+//! Encodings accepted, as real clients send them (docs/CAPI.md, "The request"):
 //! - `application/json`: `{"data":[…],"access_token":…,"test_event_code":…,…}` (Node SDK,
 //!   Segment, Stape, Jitsu);
 //! - `application/x-www-form-urlencoded`: each parameter a field, `data` a JSON array
@@ -24,7 +24,7 @@ use serde_json::{Map, Number, Value};
 
 use super::graph::GraphError;
 
-/// The request-level parameters of a CAPI call (reference §1.2).
+/// The request-level parameters of a CAPI call (docs/CAPI.md, "The request").
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CapiRequest {
     /// `data` as sent (decoded from its JSON string when it came as a form field);

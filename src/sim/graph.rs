@@ -1,11 +1,11 @@
 //! Graph API errors as the simulator answers them: the error envelope, the HTTP status,
 //! and the catalogue of the codes it can inject.
 //!
-//! Format (reference §5.2): `{"error":{"message","type","code","error_subcode",
-//! "is_transient","error_user_title","error_user_msg","fbtrace_id"}}`. Graph leaves out
-//! `error_subcode`, `error_user_title` and `error_user_msg` when it has nothing to say,
-//! and so does the simulator; `message`, `type`, `code`, `is_transient` and `fbtrace_id`
-//! are always there.
+//! Format (docs/CAPI.md, "Answers and errors"): `{"error":{"message","type","code",
+//! "error_subcode","is_transient","error_user_title","error_user_msg","fbtrace_id"}}`.
+//! Graph leaves out `error_subcode`, `error_user_title` and `error_user_msg` when it has
+//! nothing to say, and so does the simulator; `message`, `type`, `code`, `is_transient`
+//! and `fbtrace_id` are always there.
 //!
 //! HTTP status per code (Graph answers almost every error with 400; clients must classify
 //! by `code`, never by status or `type`):

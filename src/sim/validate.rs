@@ -1,9 +1,11 @@
 //! Validation of a CAPI request the way Meta does it: sans-IO, a pure function of the
 //! pixel id, the decoded parameters and `now`.
 //!
-//! All or nothing (reference §1.3): the first invalid event, in index order, rejects the
-//! whole request with code 100 and `error_user_msg` "Event at index N: …". Rules
-//! (reference §1.4, §2.1, §2.2, §2.4, §3.1):
+//! All or nothing (docs/CAPI.md, "The request"): the first invalid event, in index order,
+//! rejects the whole request with code 100 and `error_user_msg` "Event at index N: …".
+//! Rules
+//! (docs/CAPI.md: "Server event fields", "Event time limits", "User data", "Custom data",
+//! "fbp and fbc"):
 //! - `data`: an array of 1..=1000 events; an element may be the event object or a string
 //!   holding its JSON (the Python SDK sends those);
 //! - `event_name`: non-empty string; `event_time`: integer Unix seconds (or a string of
