@@ -27,6 +27,7 @@ pub mod body;
 pub mod engine;
 pub mod faults;
 pub mod graph;
+pub mod rules;
 mod server;
 pub mod validate;
 

@@ -33,14 +33,8 @@ use serde_json::{Map, Value};
 
 use super::body::{parse_strict, CapiRequest};
 use super::graph::{GraphError, SUBCODE_INSUFFICIENT_CUSTOMER_INFO, SUBCODE_TOO_OLD};
-use crate::event::ids::{is_valid_fbc, is_valid_fbp};
-use crate::event::normalize::is_hashed_value;
-
-/// Most events in one request.
-pub const MAX_EVENTS: usize = 1000;
-// Meta's time window and action sources: one definition, shared with the transform,
-// so that capig refuses exactly what Meta (and so the simulator) refuses.
-pub use crate::event::transform::{ACTION_SOURCES, MAX_AGE_PHYSICAL_STORE_SECS, MAX_AGE_SECS, MAX_FUTURE_SECS};
+use super::rules::{fbc_ok, fbp_ok, hashed_ok};
+pub use super::rules::{ACTION_SOURCES, MAX_AGE_PHYSICAL_STORE_SECS, MAX_AGE_SECS, MAX_EVENTS, MAX_FUTURE_SECS};
 
 /// `user_data` keys whose values must be SHA-256 hashes.
 const HASHED_KEYS: [&str; 10] = [
@@ -296,7 +290,7 @@ fn check_user_data(index: usize, user_data: &Map<String, Value>) -> Result<(), G
             continue;
         };
         match strings_of(value) {
-            Some(values) if values.iter().all(|v| is_hashed_value(v)) => {}
+            Some(values) if values.iter().all(|v| hashed_ok(v)) => {}
             Some(_) => {
                 return fail(
                     "Unhashed customer information",
@@ -346,8 +340,8 @@ fn check_user_data(index: usize, user_data: &Map<String, Value>) -> Result<(), G
         }
     }
     for (key, valid) in [
-        ("fbp", is_valid_fbp as fn(&str) -> bool),
-        ("fbc", is_valid_fbc),
+        ("fbp", fbp_ok as fn(&str) -> bool),
+        ("fbc", fbc_ok),
     ] {
         match user_data.get(key) {
             None | Some(Value::Null) => {}
