@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex};
 use serde::Deserialize;
 
 use crate::config::{Config, ConfigError};
-use crate::ingest::{ServeError, ServeOptions, Server};
+use crate::ingest::{ExtraAnswer as Answer, ExtraRoutes, ServeError, ServeOptions, Server};
+use crate::proto::http1::Method;
 use crate::sim::{SimArgs, SimError, SimHandle, Simulator};
 
 /// The demo's pixel.
@@ -55,11 +56,10 @@ pub struct Demo {
     sim: Arc<SimHandle>,
 }
 
-/// A demo route's answer.
-pub struct Answer {
-    pub status: u16,
-    pub content_type: &'static str,
-    pub body: Vec<u8>,
+impl ExtraRoutes for Demo {
+    fn route(&self, method: Method, path: &str, body: &[u8]) -> Option<Answer> {
+        self.answer(matches!(method, Method::Get | Method::Head), method == Method::Post, path, body)
+    }
 }
 
 impl Demo {
@@ -68,7 +68,7 @@ impl Demo {
     }
 
     /// The demo's routes; `None` for any other path.
-    pub fn route(&self, get: bool, post: bool, path: &str, body: &[u8]) -> Option<Answer> {
+    fn answer(&self, get: bool, post: bool, path: &str, body: &[u8]) -> Option<Answer> {
         let page = |body: &str, content_type| Some(Answer { status: 200, content_type, body: body.as_bytes().to_vec() });
         match path {
             "/" | "/index.html" if get => page(SHOP, "text/html; charset=utf-8"),
@@ -213,7 +213,7 @@ cores = 1
     );
     let config = Config::from_toml(&text, &data_dir.join("capig-demo.toml"), &[])?;
     let demo = Arc::new(Demo::new(sim.clone()));
-    let server = Server::start(config, ServeOptions { demo: Some(demo), ..ServeOptions::default() })?;
+    let server = Server::start(config, ServeOptions { extra_routes: Some(demo), ..ServeOptions::default() })?;
     let addr = server
         .listening()
         .first()

@@ -49,13 +49,29 @@ pub enum ServeError {
 /// How the server runs, beyond the configuration.
 #[derive(Clone, Default)]
 pub struct ServeOptions {
-    /// `capig demo`'s extra routes (the shop, the pixel stand-in, the status page).
-    pub demo: Option<Arc<crate::demo::Demo>>,
+    /// Routes served beside the gateway's own (`capig demo`'s shop, pixel stand-in and
+    /// status page).
+    pub extra_routes: Option<Arc<dyn ExtraRoutes>>,
     /// Use epoll even where io_uring works.
     pub force_epoll: bool,
     /// Called on each core's thread before its runtime starts, with the core's number:
     /// thread-local instrumentation (the allocation-counting test uses it).
     pub on_core_start: Option<fn(usize)>,
+}
+
+/// The seam through which another part of the program adds routes to the gateway
+/// (`capig demo` today): asked only for paths the gateway does not serve itself, on the
+/// core's thread, so an answer must be quick and must not block.
+pub trait ExtraRoutes: Send + Sync {
+    /// The answer to `method path` with `body`, or `None` (then: 404).
+    fn route(&self, method: crate::proto::http1::Method, path: &str, body: &[u8]) -> Option<ExtraAnswer>;
+}
+
+/// An answer of [`ExtraRoutes`].
+pub struct ExtraAnswer {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
 }
 
 /// A running gateway: cores, listeners and delivery.
@@ -88,7 +104,7 @@ impl Server {
         let listening = bound.iter().map(|b| (b.kind, b.addr)).collect();
         let (delivery, links) = Delivery::start(DeliveryConfig::from_config(&config, cores))?;
         let mut settings = server::Settings::new(Arc::new(config), tls, https_port, FbpMinter::random());
-        settings.demo = opts.demo.clone();
+        settings.extra_routes = opts.extra_routes.clone();
         let reload = Arc::new(server::Reload::new(settings));
 
         // Each core takes its own sockets and link from here once, at start.
@@ -145,7 +161,7 @@ impl Server {
         let tls = tls_config(&config, self.https)?;
         self.delivery().set_routes(crate::deliver::pipeline::routes(&config));
         let mut settings = server::Settings::new(Arc::new(config), tls, old.https_port, old.minter.clone());
-        settings.demo = old.demo.clone();
+        settings.extra_routes = old.extra_routes.clone();
         self.reload.publish(settings);
         Ok(())
     }

@@ -89,7 +89,7 @@ pub struct Settings {
     pub https_port: Option<u16>,
     pub config: Arc<Config>,
     /// `capig demo`'s routes, when it runs.
-    pub demo: Option<Arc<crate::demo::Demo>>,
+    pub extra_routes: Option<Arc<dyn super::ExtraRoutes>>,
 }
 
 /// One of capig's domains, as the routes need it.
@@ -121,7 +121,7 @@ impl Settings {
             batch: BatchConfig::from(&config.upstream),
             https_port,
             config,
-            demo: None,
+            extra_routes: None,
         }
     }
 
@@ -717,8 +717,7 @@ impl<'c> Connection<'c> {
                 (after, None)
             }
             _ => {
-                let get = matches!(method, Method::Get | Method::Head);
-                let answer = self.settings.demo.as_ref().and_then(|d| d.route(get, method == Method::Post, path, req.body));
+                let answer = self.settings.extra_routes.as_ref().and_then(|r| r.route(method, path, req.body));
                 match answer {
                     Some(a) => http1::write_response(
                         &mut self.out,
