@@ -189,19 +189,9 @@ pub fn write(out: &mut Vec<u8>, v: Val<'_, '_>, event_name: &str, counters: &mut
     };
     let mut has_value = false;
     let mut has_currency = false;
-    out.extend_from_slice(b",\"custom_data\":{");
-    for (i, (key, val)) in entries.enumerate() {
-        if v.key_repeats(i, key) {
-            return Err(Rejection::new(Reason::DuplicateKey, "custom_data", "has the same key twice; send each key once"));
-        }
-        if val.is_null() {
-            // The pixel sends `null` for unset optional parameters; Meta wants them absent.
-            continue;
-        }
-        let mark = out.len();
-        comma(out);
-        write_str(out, key);
-        out.push(b':');
+    out.extend_from_slice(b",\"custom_data\":");
+    const REPEATED: Rejection = Rejection::new(Reason::DuplicateKey, "custom_data", "has the same key twice; send each key once");
+    write_members(out, v, entries, REPEATED, |out, key, val, mark| {
         let (property, outcome) = match key {
             "value" => (Property::Value, write_numeric(out, val).into()),
             "predicted_ltv" => (Property::PredictedLtv, write_numeric(out, val).into()),
@@ -219,7 +209,7 @@ pub fn write(out: &mut Vec<u8>, v: Val<'_, '_>, event_name: &str, counters: &mut
             "status" => (Property::Status, write_status(out, val).into()),
             _ => {
                 write_value(out, val);
-                continue;
+                return Ok(());
             }
         };
         match outcome {
@@ -239,8 +229,8 @@ pub fn write(out: &mut Vec<u8>, v: Val<'_, '_>, event_name: &str, counters: &mut
             }
             Outcome::Emptied => out.truncate(mark),
         }
-    }
-    out.push(b'}');
+        Ok(())
+    })?;
     if purchase && !(has_value && has_currency) {
         return Err(bad("custom_data", "a Purchase needs value and currency; Meta refuses it otherwise"));
     }
@@ -395,25 +385,16 @@ fn write_contents(out: &mut Vec<u8>, v: Val<'_, '_>, counters: &mut Counters) ->
 fn write_item(out: &mut Vec<u8>, item: Val<'_, '_>, counters: &mut Counters) -> Result<bool, Rejection> {
     let Some(fields) = item.entries() else { return Ok(false) };
     let mut has_id = false;
-    out.push(b'{');
-    for (j, (key, val)) in fields.enumerate() {
-        if item.key_repeats(j, key) {
-            return Err(Rejection::new(Reason::DuplicateKey, "custom_data.contents", "an item has the same key twice"));
-        }
-        if val.is_null() {
-            continue;
-        }
-        let mark = out.len();
-        comma(out);
-        write_str(out, key);
-        out.push(b':');
+    const REPEATED: Rejection =
+        Rejection::new(Reason::DuplicateKey, "custom_data.contents", "an item has the same key twice; send each key once");
+    write_members(out, item, fields, REPEATED, |out, key, val, mark| {
         let written = match key {
             "id" => {
                 has_id = write_text(out, val);
                 if !has_id {
                     // A bad id costs the whole item, which the caller counts.
                     out.truncate(mark);
-                    continue;
+                    return Ok(());
                 }
                 true
             }
@@ -430,9 +411,38 @@ fn write_item(out: &mut Vec<u8>, item: Val<'_, '_>, counters: &mut Counters) -> 
             out.truncate(mark);
             drop(counters, Property::Contents);
         }
+        Ok(())
+    })?;
+    Ok(has_id)
+}
+
+/// Writes the object `obj` (its `entries`) as `{…}`: a repeated key is `repeated`, a
+/// `null` member is left out (the pixel sends `null` for unset parameters; Meta wants
+/// them absent), and for every other member `,"key":` is written and `member(out, key,
+/// value, mark)` writes the value — or cuts the member off at `mark`.
+fn write_members<'t, 'a>(
+    out: &mut Vec<u8>,
+    obj: Val<'t, 'a>,
+    entries: crate::event::json::Entries<'t, 'a>,
+    repeated: Rejection,
+    mut member: impl FnMut(&mut Vec<u8>, &'a str, Val<'t, 'a>, usize) -> Result<(), Rejection>,
+) -> Result<(), Rejection> {
+    out.push(b'{');
+    for (i, (key, val)) in entries.enumerate() {
+        if obj.key_repeats(i, key) {
+            return Err(repeated);
+        }
+        if val.is_null() {
+            continue;
+        }
+        let mark = out.len();
+        comma(out);
+        write_str(out, key);
+        out.push(b':');
+        member(out, key, val, mark)?;
     }
     out.push(b'}');
-    Ok(has_id)
+    Ok(())
 }
 
 /// An uppercased ISO 4217 code, without allocating.

@@ -245,7 +245,7 @@ fn whole_event_rejections() {
         (
             "ViewContent",
             r#"{"contents":[{"id":"A","id":"B"}]}"#,
-            Rejected(Reason::DuplicateKey, "custom_data.contents: an item has the same key twice"),
+            Rejected(Reason::DuplicateKey, "custom_data.contents: an item has the same key twice; send each key once"),
         ),
     ];
     for (event_name, custom_data, want) in cases {
