@@ -24,9 +24,7 @@ fn post_server(gw: &Gateway, events: &[String]) -> Answer {
 
 fn ws_connect(gw: &Gateway) -> tungstenite::WebSocket<TcpStream> {
     let url = format!("ws://{}/capig/ws", gw.http);
-    let mut req = tungstenite::client::IntoClientRequest::into_client_request(url.as_str()).unwrap();
-    req.headers_mut().insert("Origin", GW_ORIGIN.parse().unwrap());
-    req.headers_mut().insert("User-Agent", "Mozilla/5.0 (answers test)".parse().unwrap());
+    let mut req = ws_request(&url, "Mozilla/5.0 (answers test)");
     req.headers_mut().insert("Host", GW_HOST.parse().unwrap());
     let stream = TcpStream::connect(gw.http).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -131,19 +129,14 @@ fn the_status_says_whether_events_were_taken() {
     let dir = TempDir::new("answers-status");
     let sim = sim();
     let gw = Gateway::start(&gateway_config(&dir, &sim.url(), false, ""), &["--set", "runtime.cores=1"]);
-    let stale = |id: &str| {
-        let mut v: Value = serde_json::from_str(&browser_event(id)).unwrap();
-        v["event_time"] = (unix_now() - 30 * 86400).into();
-        v.to_string()
-    };
 
     // Browser route.
-    let (status, _, body) = post_browser(&gw, &format!("[{},{}]", stale("b-old1"), stale("b-old2")));
+    let (status, _, body) = post_browser(&gw, &format!("[{},{}]", stale_browser_event("b-old1"), stale_browser_event("b-old2")));
     assert_eq!(status, 400, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["rejected"][0]["reason"], "event_too_old", "{body}");
     assert!(v["error"].as_str().unwrap().contains("no event was taken"), "{body}");
-    let (status, _, body) = post_browser(&gw, &format!("[{},{}]", browser_event("b-ok"), stale("b-old3")));
+    let (status, _, body) = post_browser(&gw, &format!("[{},{}]", browser_event("b-ok"), stale_browser_event("b-old3")));
     assert_eq!(status, 202, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["stored"], serde_json::json!(["b-ok"]));

@@ -129,9 +129,7 @@ fn websocket_messages_are_acknowledged_once_durable_and_reach_meta() {
     let sim = sim();
     let gw = Gateway::start(&gateway_config(&dir, &sim.url(), false, ""), &[]);
     let url = format!("ws://{}/capig/ws", gw.http);
-    let mut req = tungstenite::client::IntoClientRequest::into_client_request(url.as_str()).unwrap();
-    req.headers_mut().insert("Origin", GW_ORIGIN.parse().unwrap());
-    req.headers_mut().insert("User-Agent", "Mozilla/5.0 (ws test)".parse().unwrap());
+    let mut req = ws_request(&url, "Mozilla/5.0 (ws test)");
     req.headers_mut().insert("Host", GW_HOST.parse().unwrap());
     let stream = TcpStream::connect(gw.http).unwrap();
     let (mut ws, response) = tungstenite::client(req, stream).unwrap();
@@ -516,9 +514,7 @@ fn kill_9_under_load_loses_no_acknowledged_event() {
     // Browser: one WebSocket, messages of 5 events; acks name the stored ids.
     let a2 = acked.clone();
     let browser = std::thread::spawn(move || {
-        let mut req = tungstenite::client::IntoClientRequest::into_client_request(format!("ws://{addr}/capig/ws").as_str()).unwrap();
-        req.headers_mut().insert("Origin", GW_ORIGIN.parse().unwrap());
-        req.headers_mut().insert("User-Agent", "Mozilla/5.0 (kill test)".parse().unwrap());
+        let req = ws_request(&format!("ws://{addr}/capig/ws"), "Mozilla/5.0 (kill test)");
         let (mut ws, _) = tungstenite::client(req, TcpStream::connect(addr).unwrap()).unwrap();
         for i in 0.. {
             let msg: Vec<String> = (0..5).map(|j| browser_event(&format!("w{i}-{j}"))).collect();

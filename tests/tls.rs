@@ -154,10 +154,7 @@ fn websocket_over_tls_takes_every_message_size_up_to_the_limit() {
     for arrival in [Arrival::Whole, Arrival::Pieces(1000), Arrival::Pieces((16 << 10) + 300)] {
         let tls = connect(&gw, &dir, arrival);
         let url = format!("wss://{GW_HOST}/capig/ws");
-        let mut req = tungstenite::client::IntoClientRequest::into_client_request(url.as_str()).unwrap();
-        req.headers_mut().insert("Origin", GW_ORIGIN.parse().unwrap());
-        req.headers_mut().insert("User-Agent", "Mozilla/5.0 (wss test)".parse().unwrap());
-        let (mut ws, _) = tungstenite::client(req, tls).unwrap();
+        let (mut ws, _) = tungstenite::client(ws_request(&url, "Mozilla/5.0 (wss test)"), tls).unwrap();
         for (k, len) in SIZES.into_iter().enumerate() {
             // An array of browser events, padded to `len` bytes with JSON whitespace.
             let mut events = Vec::new();

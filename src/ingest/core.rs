@@ -455,11 +455,11 @@ impl CoreState {
 impl Ingested {
     /// The HTTP status of the answer: `all_taken` (200, or 202 for the server API)
     /// when every event was taken, 202 when some were rejected, 400 when none was
-    /// (413 when what kept them out was their size). A duplicate counts as taken: it
-    /// is a resend of an event the gateway already has.
+    /// (413 when every one was too large). A duplicate counts as taken: it is a resend
+    /// of an event the gateway already has.
     pub fn status(&self, all_taken: u16) -> u16 {
         let taken = self.added + self.duplicates;
-        if taken == 0 && self.too_large > 0 {
+        if taken == 0 && self.too_large > 0 && self.too_large == self.rejected {
             413
         } else if taken == 0 {
             400

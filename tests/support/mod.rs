@@ -371,6 +371,22 @@ pub fn parse_response(raw: &[u8]) -> Answer {
     (status, headers, body.to_owned())
 }
 
+/// A browser event of the gateway's pixel, 30 days old: Meta refuses it (`event_too_old`).
+pub fn stale_browser_event(id: &str) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(&browser_event(id)).unwrap();
+    v["event_time"] = (unix_now() - 30 * 86400).into();
+    v.to_string()
+}
+
+/// A WebSocket upgrade request for `url` from the shop's page (its `Origin`), with
+/// `user_agent`.
+pub fn ws_request(url: &str, user_agent: &str) -> tungstenite::handshake::client::Request {
+    let mut req = tungstenite::client::IntoClientRequest::into_client_request(url).unwrap();
+    req.headers_mut().insert("Origin", GW_ORIGIN.parse().unwrap());
+    req.headers_mut().insert("User-Agent", user_agent.parse().unwrap());
+    req
+}
+
 /// A browser event of the gateway's pixel.
 pub fn browser_event(id: &str) -> String {
     browser_event_of(GW_PIXEL, id)
