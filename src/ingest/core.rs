@@ -20,7 +20,8 @@
 //!
 //! An event too large for one spool record (or one upstream batch) is refused on its
 //! own, as `event_too_large`, before it joins a batch: no resend could store it, and it
-//! must not make the other requests of its generation fail.
+//! must not make the other requests of its generation fail. For the same reason a core's
+//! batches close before they outgrow one spool record.
 //!
 //! Hot path: no allocation per event — the transform writes into a kept scratch buffer,
 //! the batcher into recycled batch buffers; the maps here are per generation.
